@@ -1,0 +1,136 @@
+"""The Layer contract every npnet op follows.
+
+A layer is a small object with an explicit forward and backward pass:
+
+* ``forward(x)`` returns the output and, in training mode, caches on private
+  attributes exactly what ``backward`` needs (one slot, overwritten each call).
+  It never mutates ``x``.
+* ``backward(dout)`` returns ``(dx, grads)``: the gradient for the last input and
+  a dict of parameter gradients with the same keys and shapes as ``params``.
+* ``params`` holds the trainable arrays, ``buffers`` the non-trainable state
+  (running statistics) that is saved with the model but never trained.
+* ``training`` is the per-instance train/eval flag. In eval mode nothing is
+  cached, so ``backward`` after an eval-mode ``forward`` raises.
+"""
+import numpy as np
+
+LAYER_REGISTRY = {}
+
+
+class Layer:
+    """Base class of all layers; subclasses override ``forward``/``backward``.
+
+    Subclasses are registered by class name so that saved models can be rebuilt
+    from their JSON description. A subclass that takes constructor arguments
+    reports them from ``get_config`` (JSON-serialisable values only).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        LAYER_REGISTRY[cls.__name__] = cls
+
+    def __init__(self):
+        self.params = {}
+        self.buffers = {}
+        self.training = True
+        self._cache = None
+
+    # -- the contract ------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def output_shape(self, input_shape):
+        """Per-sample output shape for a per-sample ``input_shape`` (no batch axis)."""
+        return tuple(input_shape)
+
+    def get_config(self):
+        """Constructor arguments that rebuild this layer (JSON-serialisable)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- modes and dtype ---------------------------------------------------
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def children(self):
+        """Direct sub-layers (containers override)."""
+        return []
+
+    def astype(self, dtype):
+        """Convert parameters and floating buffers to ``dtype`` in place; returns self."""
+        for store in (self.params, self.buffers):
+            for name, value in store.items():
+                if np.issubdtype(value.dtype, np.floating):
+                    store[name] = value.astype(dtype)
+        for child in self.children():
+            child.astype(dtype)
+        self.clear_cache()
+        return self
+
+    def clear_cache(self):
+        """Drop what forward cached for backward."""
+        self._cache = None
+        for child in self.children():
+            child.clear_cache()
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self.params.values()))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- helpers for subclasses --------------------------------------------
+    def _save_for_backward(self, *values):
+        """Cache values for backward when training; in eval mode keep nothing."""
+        self._cache = values if self.training else None
+
+    def _saved(self):
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called without a preceding "
+                "forward in training mode (nothing is cached in eval mode)")
+        return self._cache
+
+    def _check_input(self, x, trailing=None, ndim=None):
+        """Validate a batch: floating dtype, rank ``ndim``, trailing sizes.
+
+        ``trailing`` is a tuple of per-sample sizes, ``None`` entries match any.
+        """
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{type(self).__name__}: expected a numpy array, got {type(x).__name__}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{type(self).__name__}: expected a floating-point array, got dtype {x.dtype}")
+        if trailing is not None:
+            ndim = len(trailing) + 1
+        if ndim is not None and x.ndim != ndim:
+            want = "(N, " + ", ".join("*" if t is None else str(t) for t in trailing) + ")" \
+                if trailing is not None else f"rank {ndim}"
+            raise ValueError(f"{type(self).__name__}: expected input of shape {want}, got {x.shape}")
+        if trailing is not None:
+            for got, want in zip(x.shape[1:], trailing):
+                if want is not None and got != want:
+                    shape = "(N, " + ", ".join("*" if t is None else str(t) for t in trailing) + ")"
+                    raise ValueError(
+                        f"{type(self).__name__}: expected input of shape {shape}, got {x.shape}")
+
+    def _check_dout(self, dout, shape):
+        if dout.shape != tuple(shape):
+            raise ValueError(
+                f"{type(self).__name__}.backward: expected upstream gradient of shape "
+                f"{tuple(shape)}, got {dout.shape}")

@@ -1,0 +1,56 @@
+"""Fully connected layers."""
+import numpy as np
+
+from .base import Layer
+from .init import initialize, make_rng
+
+
+class Dense(Layer):
+    """Affine map ``out = x @ weight.T + bias``.
+
+    Shape:
+        x:      (N, in_features)
+        out:    (N, out_features)
+        weight: (out_features, in_features)
+        bias:   (out_features,)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, init="he_normal", rng=None):
+        super().__init__()
+        if int(in_features) <= 0 or int(out_features) <= 0:
+            raise ValueError(f"Dense: sizes must be positive, got in_features={in_features}, "
+                             f"out_features={out_features}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.use_bias, self.init = bool(bias), init
+        rng = make_rng(rng)
+        self.params["weight"] = initialize((self.out_features, self.in_features),
+                                           self.in_features, self.out_features, init, rng)
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_features, dtype=np.float32)
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.use_bias, "init": self.init}
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape) != (self.in_features,):
+            raise ValueError(f"Dense: expected per-sample input shape ({self.in_features},), "
+                             f"got {tuple(input_shape)}")
+        return (self.out_features,)
+
+    def forward(self, x):
+        self._check_input(x, (self.in_features,))
+        w = self.params["weight"]
+        out = x @ w.T
+        if self.use_bias:
+            out += self.params["bias"]
+        self._save_for_backward(x)
+        return out
+
+    def backward(self, dout):
+        (x,) = self._saved()
+        self._check_dout(dout, (x.shape[0], self.out_features))
+        grads = {"weight": dout.T @ x}
+        if self.use_bias:
+            grads["bias"] = dout.sum(axis=0)
+        return dout @ self.params["weight"], grads

@@ -1,0 +1,28 @@
+"""Layers that only change the shape of the data."""
+import math
+
+from .base import Layer
+
+
+class Flatten(Layer):
+    """Collapse every axis but the batch axis.
+
+    Shape:
+        x:   (N, d1, d2, ...)
+        out: (N, d1 * d2 * ...)
+    """
+
+    def output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x):
+        self._check_input(x)
+        if x.ndim < 2:
+            raise ValueError(f"Flatten: expected input of shape (N, ...) with rank >= 2, got {x.shape}")
+        self._save_for_backward(x.shape)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        (shape,) = self._saved()
+        self._check_dout(dout, (shape[0], math.prod(shape[1:])))
+        return dout.reshape(shape), {}

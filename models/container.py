@@ -1,0 +1,62 @@
+"""Layers made of layers: named children, prefixed parameter names, nested configs."""
+from layers.base import LAYER_REGISTRY, Layer
+
+
+def layer_spec(layer):
+    """JSON description of a layer: its class name and constructor arguments."""
+    return {"class": type(layer).__name__, "config": layer.get_config()}
+
+
+def build_layer(spec):
+    """Rebuild a layer from :func:`layer_spec` output (no pickle, no user code run)."""
+    if not isinstance(spec, dict) or "class" not in spec:
+        raise ValueError(f"not a layer description: {spec!r}")
+    cls = LAYER_REGISTRY.get(spec["class"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {spec['class']!r}; import the module that defines "
+                         "it before loading")
+    return cls.from_config(spec.get("config", {}))
+
+
+class Container(Layer):
+    """A layer whose parameters and buffers are those of its named children.
+
+    Names follow PyTorch's ``state_dict``: ``"<child>.<param>"``, nested as deep
+    as the containers are (``"3.0.weight"``).
+    """
+
+    def __init__(self):
+        self.training = True
+        self._cache = None
+
+    def named_children(self):
+        """Ordered ``(name, layer)`` pairs."""
+        raise NotImplementedError
+
+    def children(self):
+        return [layer for _, layer in self.named_children()]
+
+    def _gather(self, attr):
+        return {f"{name}.{key}": value
+                for name, child in self.named_children()
+                for key, value in getattr(child, attr).items()}
+
+    @property
+    def params(self):
+        return self._gather("params")
+
+    @property
+    def buffers(self):
+        return self._gather("buffers")
+
+    def parameters(self):
+        """Parameter arrays in the stable order of ``params`` (and of backward's grads)."""
+        return list(self.params.values())
+
+    def _prefixed(self, name, grads):
+        return {f"{name}.{key}": value for key, value in grads.items()}
+
+    def save(self, path):
+        """Write weights, buffers and architecture to one ``.npz`` (see models.serialization)."""
+        from .serialization import save_model
+        save_model(self, path)

@@ -1,0 +1,113 @@
+"""A straight chain of layers."""
+import math
+
+import numpy as np
+
+from layers.base import Layer
+
+from .container import Container, build_layer, layer_spec
+
+
+class Sequential(Container):
+    """Applies its layers in order; backward runs them in reverse.
+
+    ``Sequential(l1, l2, ...)`` or ``Sequential([l1, l2, ...])``. Given
+    ``input_shape`` (per sample, no batch axis) the whole chain of shapes is
+    checked at construction, so a mismatch is reported before any data flows.
+
+    Shape:
+        x:   (N, *input_shape)
+        out: (N, *output_shape(input_shape))
+    """
+
+    def __init__(self, *layers, input_shape=None):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a Layer")
+        self.layers = list(layers)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        if self.input_shape is not None:
+            self.output_shape(self.input_shape)
+
+    def named_children(self):
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def get_config(self):
+        config = {"layers": [layer_spec(layer) for layer in self.layers]}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls([build_layer(spec) for spec in config["layers"]], input_shape=config.get("input_shape"))
+
+    def output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except ValueError as err:
+                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) cannot take "
+                                 f"per-sample input {shape}: {err}") from None
+        return shape
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        """Returns ``(dx, grads)`` with grads keyed like ``params`` and in its order."""
+        grads = {}
+        for i in range(len(self.layers) - 1, -1, -1):
+            dout, layer_grads = self.layers[i].backward(dout)
+            grads[i] = layer_grads
+        ordered = {}
+        for i in range(len(self.layers)):
+            ordered.update(self._prefixed(str(i), grads[i]))
+        return dout, ordered
+
+    def predict(self, x, batch_size=256):
+        """Eval-mode forward in batches, caching nothing; restores the previous mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(outs) if outs else np.empty((0,))
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Table of each layer's output shape and parameter count, with totals.
+
+        Returns the text; ``print_fn`` (default ``print``, ``None`` for silence) shows it.
+        """
+        shape = tuple(input_shape or self.input_shape or ())
+        if not shape:
+            raise ValueError("Sequential.summary: give input_shape (per sample, e.g. (1, 28, 28))")
+        rows = [("input", str(shape), "")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            shape = tuple(layer.output_shape(shape))
+            count = layer.num_parameters()
+            total += count
+            rows.append((f"{i}: {type(layer).__name__}", str(shape), f"{count:,}"))
+        width = max(len(r[0]) for r in rows) + 2
+        lines = [f"{'layer':<{width}}{'output shape':<20}{'params':>12}"]
+        lines += [f"{a:<{width}}{b:<20}{c:>12}" for a, b, c in rows]
+        lines.append(f"total parameters: {total:,}  ({total * 4 / 2**20:.2f} MiB as float32)")
+        lines.append(f"output elements per sample: {math.prod(shape):,}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text

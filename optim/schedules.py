@@ -1,0 +1,123 @@
+"""Learning-rate schedules. Each sets ``optimizer.lr`` from the base rate and a step counter.
+
+Call ``schedule.step()`` once per iteration or once per epoch, whichever unit the
+schedule's sizes are given in. ``lr_at(t)`` is the rate after ``t`` calls.
+"""
+import bisect
+import math
+
+
+class Schedule:
+    """Base class: remembers the optimizer's starting rate and the number of steps taken."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_step = 0
+
+    def lr_at(self, t):
+        raise NotImplementedError
+
+    def step(self):
+        self.last_step += 1
+        self.optimizer.lr = self.lr_at(self.last_step)
+        return self.optimizer.lr
+
+    def state_dict(self):
+        return {"base_lr": self.base_lr, "last_step": self.last_step}
+
+    def load_state_dict(self, state):
+        self.base_lr = float(state["base_lr"])
+        self.last_step = int(state["last_step"])
+        self.optimizer.lr = self.lr_at(self.last_step)
+
+
+def _positive(owner, name, value):
+    if not value > 0:
+        raise ValueError(f"{owner}: {name} must be positive, got {value!r}")
+
+
+class ConstantLR(Schedule):
+    """``lr = base_lr`` always."""
+
+    def lr_at(self, t):
+        return self.base_lr
+
+
+class StepLR(Schedule):
+    """``lr = base_lr * gamma ** (t // step_size)``."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        _positive("StepLR", "step_size", step_size)
+        _positive("StepLR", "gamma", gamma)
+        super().__init__(optimizer)
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+
+class MultiStepLR(Schedule):
+    """``lr = base_lr * gamma ** (number of milestones <= t)``."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1):
+        milestones = [int(m) for m in milestones]
+        if milestones != sorted(milestones) or any(m <= 0 for m in milestones):
+            raise ValueError(f"MultiStepLR: milestones must be increasing positive ints, got {milestones}")
+        _positive("MultiStepLR", "gamma", gamma)
+        super().__init__(optimizer)
+        self.milestones, self.gamma = milestones, float(gamma)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+class ExponentialLR(Schedule):
+    """``lr = base_lr * gamma ** t``."""
+
+    def __init__(self, optimizer, gamma):
+        _positive("ExponentialLR", "gamma", gamma)
+        super().__init__(optimizer)
+        self.gamma = float(gamma)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** t
+
+
+class CosineLR(Schedule):
+    """Linear warm-up for ``warmup_steps``, then cosine annealing to ``min_lr`` at ``total_steps``.
+
+    Warm-up: ``lr = base_lr * (t + 1) / (warmup_steps + 1)``; then
+    ``lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * (t - w) / (total - w))) / 2``.
+    """
+
+    def __init__(self, optimizer, total_steps, min_lr=0.0, warmup_steps=0):
+        _positive("CosineLR", "total_steps", total_steps)
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"CosineLR: warmup_steps must be in [0, total_steps), got {warmup_steps}")
+        if min_lr < 0:
+            raise ValueError(f"CosineLR: min_lr must be >= 0, got {min_lr}")
+        super().__init__(optimizer)
+        self.total_steps, self.min_lr, self.warmup_steps = int(total_steps), float(min_lr), int(warmup_steps)
+        if self.warmup_steps:
+            optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, t):
+        w = self.warmup_steps
+        if t < w:
+            return self.base_lr * (t + 1) / (w + 1)
+        progress = min(1.0, (t - w) / (self.total_steps - w))
+        return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+
+class InvLR(Schedule):
+    """Caffe's "inv" policy: ``lr = base_lr * (1 + gamma * t) ** (-power)``."""
+
+    def __init__(self, optimizer, gamma, power):
+        _positive("InvLR", "gamma", gamma)
+        _positive("InvLR", "power", power)
+        super().__init__(optimizer)
+        self.gamma, self.power = float(gamma), float(power)
+
+    def lr_at(self, t):
+        return self.base_lr * (1 + self.gamma * t) ** (-self.power)

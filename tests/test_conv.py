@@ -1,0 +1,207 @@
+"""Conv2D against scipy.signal, im2col/col2im adjointness, chunking, shapes and errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy import signal
+
+from layers import Conv2D
+from layers.im2col import col2im, im2col, output_size, pad_nchw
+
+
+def dilate(kernel, d):
+    """Insert d-1 zeros between kernel taps: a dilated kernel as a dense one."""
+    (dh, dw), (kh, kw) = d, kernel.shape
+    out = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1))
+    out[::dh, ::dw] = kernel
+    return out
+
+
+def scipy_conv(layer, x, dout):
+    """Forward, dx, dweight, dbias of ``layer`` computed channel by channel with scipy.signal."""
+    w = layer.params["weight"].astype(np.float64)
+    b = layer.params["bias"].astype(np.float64) if layer.use_bias else np.zeros(w.shape[0])
+    (sh, sw), d, g = layer.stride, layer.dilation, layer.groups
+    top, bottom, left, right = layer.pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    n, c = x.shape[:2]
+    cout, cg = w.shape[:2]
+    og = cout // g
+    ho, wo = dout.shape[2:]
+    out = np.zeros((n, cout, ho, wo))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for i in range(n):
+        for o in range(cout):
+            # upsample dout by the stride: the gradient of a strided correlation
+            up = np.zeros(((ho - 1) * sh + 1, (wo - 1) * sw + 1))
+            up[::sh, ::sw] = dout[i, o]
+            for k in range(cg):
+                ch = (o // og) * cg + k
+                wd = dilate(w[o, k], d)
+                out[i, o] += signal.correlate(xp[i, ch], wd, mode="valid")[::sh, ::sw][:ho, :wo]
+                full = signal.convolve2d(up, wd, mode="full")
+                dxp[i, ch, :full.shape[0], :full.shape[1]] += full
+                corr = signal.correlate2d(xp[i, ch], up, mode="valid")
+                dw[o, k] += corr[:wd.shape[0]:d[0], :wd.shape[1]:d[1]]
+            out[i, o] += b[o]
+    dx = dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+    return out, dx, dw, dout.sum(axis=(0, 2, 3))
+
+
+CONFIGS = [
+    dict(cin=1, cout=2, k=3),
+    dict(cin=2, cout=3, k=3, stride=2),
+    dict(cin=2, cout=2, k=3, padding=1),
+    dict(cin=2, cout=2, k=(3, 2), padding=(2, 0)),
+    dict(cin=3, cout=2, k=3, dilation=2, padding=1),
+    dict(cin=2, cout=3, k=(2, 3), stride=(1, 2), dilation=(2, 1), padding=(1, 2)),
+    dict(cin=2, cout=2, k=3, padding="same"),
+    dict(cin=2, cout=2, k=4, padding="same", dilation=2),
+    dict(cin=2, cout=2, k=3, padding="valid"),
+    dict(cin=4, cout=6, k=3, groups=2, padding=1),
+    dict(cin=3, cout=3, k=3, groups=3, padding=1),
+    dict(cin=3, cout=6, k=3, groups=3, stride=2),
+    dict(cin=4, cout=5, k=1),
+    dict(cin=4, cout=5, k=1, stride=2, padding=1),
+    dict(cin=4, cout=4, k=1, groups=4),
+    dict(cin=1, cout=20, k=5, n=1, hw=(12, 12)),
+    dict(cin=2, cout=3, k=5, padding=2, stride=3, hw=(11, 8), bias=False),
+]
+
+
+def make(cfg, rng, **extra):
+    kw = {key: cfg[key] for key in ("stride", "padding", "dilation", "groups", "bias") if key in cfg}
+    return Conv2D(cfg["cin"], cfg["cout"], cfg["k"], rng=rng, **kw, **extra)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
+def test_matches_scipy(cfg, rng):
+    layer = make(cfg, rng).astype(np.float64)
+    if layer.use_bias:
+        layer.params["bias"][...] = rng.standard_normal(layer.params["bias"].shape)
+    x = rng.standard_normal((cfg.get("n", 2), cfg["cin"]) + cfg.get("hw", (7, 6)))
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx, grads = layer.backward(dout)
+    ref_out, ref_dx, ref_dw, ref_db = scipy_conv(layer, x, dout)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(grads["weight"], ref_dw, rtol=1e-10, atol=1e-10)
+    if layer.use_bias:
+        np.testing.assert_allclose(grads["bias"], ref_db, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
+def test_chunked_equals_whole_batch(cfg, rng):
+    whole = make(cfg, rng)
+    chunked = make(cfg, rng, workspace_bytes=1)  # one image per chunk
+    chunked.params = {k: v.copy() for k, v in whole.params.items()}
+    x = rng.standard_normal((5, cfg["cin"]) + cfg.get("hw", (7, 6))).astype(np.float32)
+    out_w, out_c = whole.forward(x), chunked.forward(x)
+    np.testing.assert_allclose(out_c, out_w, rtol=1e-5, atol=1e-5)
+    dout = rng.standard_normal(out_w.shape).astype(np.float32)
+    (dx_w, g_w), (dx_c, g_c) = whole.backward(dout), chunked.backward(dout)
+    np.testing.assert_allclose(dx_c, dx_w, rtol=1e-5, atol=1e-5)
+    for key in g_w:
+        np.testing.assert_allclose(g_c[key], g_w[key], rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), s=st.integers(1, 3), d=st.integers(1, 2),
+       p=st.integers(0, 2), seed=st.integers(0, 2**16))
+def test_im2col_col2im_adjoint(n, c, h, w, kh, kw, s, d, p, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    ho = output_size(h, kh, s, p, p, d)
+    wo = output_size(w, kw, s, p, p, d)
+    if ho <= 0 or wo <= 0:
+        return
+    xp = pad_nchw(x, (p, p, p, p))
+    cols = im2col(xp, (kh, kw), (s, s), (d, d), (ho, wo))
+    y = rng.standard_normal(cols.shape)
+    back = col2im(y, xp.shape[2:], (kh, kw), (s, s), (d, d))
+    np.testing.assert_allclose(np.vdot(cols, y), np.vdot(xp, back), rtol=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(3, 12), w=st.integers(3, 12), k=st.integers(1, 3), s=st.integers(1, 3),
+       d=st.integers(1, 2), p=st.integers(0, 2), g=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_random_configurations(h, w, k, s, d, p, g, seed):
+    rng = np.random.default_rng(seed)
+    if d * (k - 1) + 1 > min(h, w) + 2 * p:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            Conv2D(2, 2, k, stride=s, padding=p, dilation=d, groups=g, rng=rng).forward(
+                np.zeros((1, 2, h, w), np.float32))
+        return
+    layer = Conv2D(2, 4, k, stride=s, padding=p, dilation=d, groups=g, rng=rng).astype(np.float64)
+    x = rng.standard_normal((2, 2, h, w))
+    out = layer.forward(x)
+    expect = ((h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1)
+    assert out.shape == (2, 4) + expect
+    assert layer.output_shape((2, h, w)) == (4,) + expect
+    dout = rng.standard_normal(out.shape)
+    dx, grads = layer.backward(dout)
+    ref = scipy_conv(layer, x, dout)
+    for got, want in zip((out, dx, grads["weight"], grads["bias"]), ref):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_same_padding_keeps_size(rng):
+    for k in (1, 2, 3, 4, 5):
+        out = Conv2D(1, 1, k, padding="same", rng=rng).forward(np.ones((1, 1, 7, 6), np.float32))
+        assert out.shape == (1, 1, 7, 6)
+
+
+def test_weight_shape_and_dtype(rng):
+    layer = Conv2D(6, 9, (3, 5), groups=3, rng=rng)
+    assert layer.params["weight"].shape == (9, 2, 3, 5)
+    assert layer.params["weight"].dtype == np.float32 and layer.params["bias"].dtype == np.float32
+
+
+def test_eval_mode_keeps_nothing(rng):
+    layer = Conv2D(2, 3, 3, rng=rng).eval()
+    layer.forward(np.ones((2, 2, 5, 5), np.float32))
+    assert layer._cache is None and not layer._workspace
+    with pytest.raises(RuntimeError):
+        layer.backward(np.ones((2, 3, 3, 3), np.float32))
+
+
+def test_forward_does_not_mutate_input(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    before = x.copy()
+    layer = Conv2D(3, 2, 3, padding=1, rng=rng)
+    out = layer.forward(x)
+    layer.backward(np.ones_like(out))
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(in_channels=3, out_channels=4, kernel_size=3, groups=2), "divisible by groups"),
+    (dict(in_channels=4, out_channels=3, kernel_size=3, groups=2), "divisible by groups"),
+    (dict(in_channels=0, out_channels=3, kernel_size=3), "in_channels must be a positive int"),
+    (dict(in_channels=2, out_channels=3, kernel_size=0), "kernel_size must be positive"),
+    (dict(in_channels=2, out_channels=3, kernel_size=3, stride=(1, 0)), "stride must be positive"),
+    (dict(in_channels=2, out_channels=3, kernel_size=3, padding=-1), "padding"),
+    (dict(in_channels=2, out_channels=3, kernel_size=3, padding="same", stride=2), "'same' needs stride 1"),
+    (dict(in_channels=2, out_channels=3, kernel_size=(1, 2, 3)), "int or a pair"),
+])
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Conv2D(**kwargs)
+
+
+def test_bad_inputs_name_the_layer(rng):
+    layer = Conv2D(3, 4, 5, rng=rng)
+    with pytest.raises(ValueError, match=r"Conv2D: expected input of shape \(N, 3, \*, \*\), got \(2, 2, 8, 8\)"):
+        layer.forward(np.zeros((2, 2, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"Conv2D: expected input of shape"):
+        layer.forward(np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"larger than the padded input \(4, 8\)"):
+        layer.forward(np.zeros((1, 3, 4, 8), np.float32))
+    with pytest.raises(TypeError, match="floating-point"):
+        layer.forward(np.zeros((1, 3, 8, 8), np.uint8))
+    out = layer.forward(np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="upstream gradient"):
+        layer.backward(np.zeros((1, 4, 3, 3), np.float32))
+    assert out.shape == (1, 4, 4, 4)

@@ -1,0 +1,122 @@
+"""Pooling against plain loop references; routing of max-pool gradients and ties."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from layers import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+
+
+def loop_pool(x, k, s, p, ceil_mode, mode):
+    """Reference pooling by explicit loops over windows (test code only)."""
+    n, c, h, w = x.shape
+    def size(length):
+        room = length + 2 * p - k
+        out = (-(-room // s) if ceil_mode else room // s) + 1
+        if ceil_mode and (out - 1) * s >= length + p:
+            out -= 1
+        return out
+    ho, wo = size(h), size(w)
+    out = np.zeros((n, c, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            r0, c0 = i * s - p, j * s - p
+            r1, c1 = min(r0 + k, h), min(c0 + k, w)
+            win = x[:, :, max(r0, 0):r1, max(c0, 0):c1]
+            if mode == "max":
+                out[:, :, i, j] = win.max(axis=(2, 3))
+            else:
+                # count_include_pad: divisor spans the window clipped to the padded extent
+                rows = min(r0 + k, h + p) - r0
+                cols = min(c0 + k, w + p) - c0
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / (rows * cols)
+    return out
+
+
+CASES = [(2, 2, 0, False), (3, 2, 0, False), (3, 2, 1, False), (3, 2, 0, True), (3, 2, 1, True),
+         (2, 1, 0, False), (3, 3, 1, True), (2, 2, 1, False)]
+
+
+@pytest.mark.parametrize("k,s,p,ceil", CASES)
+@pytest.mark.parametrize("cls,mode", [(MaxPool2D, "max"), (AvgPool2D, "avg")])
+def test_forward_matches_loops(cls, mode, k, s, p, ceil, rng):
+    x = rng.permutation(2 * 3 * 9 * 8).reshape(2, 3, 9, 8).astype(np.float64)  # no ties
+    layer = cls(k, stride=s, padding=p, ceil_mode=ceil)
+    np.testing.assert_allclose(layer.forward(x), loop_pool(x, k, s, p, ceil, mode), rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(2, 10), w=st.integers(2, 10), k=st.integers(2, 4), s=st.integers(1, 3),
+       p=st.integers(0, 2), ceil=st.booleans())
+def test_output_shape_formula(h, w, k, s, p, ceil):
+    if 2 * p > k or k > min(h, w) + 2 * p:
+        return
+    x = np.arange(h * w, dtype=np.float64).reshape(1, 1, h, w)
+    for cls, mode in ((MaxPool2D, "max"), (AvgPool2D, "avg")):
+        layer = cls(k, stride=s, padding=p, ceil_mode=ceil)
+        out = layer.forward(x)
+        ref = loop_pool(x, k, s, p, ceil, mode)
+        assert out.shape == ref.shape == (1,) + layer.output_shape((1, h, w))
+        np.testing.assert_allclose(out, ref)
+
+
+def test_maxpool_routes_gradient_to_argmax_only():
+    x = np.array([[[[1., 5., 2., 0.],
+                    [3., 4., 7., 6.],
+                    [0., 0., 1., 1.],
+                    [9., 0., 1., 1.]]]])
+    layer = MaxPool2D(2)
+    out = layer.forward(x)
+    np.testing.assert_array_equal(out[0, 0], [[5, 7], [9, 1]])
+    dx, grads = layer.backward(np.array([[[[10., 20.], [30., 40.]]]]))
+    assert grads == {}
+    # ties (the bottom-right window is all ones) go to one element: the first in row-major order
+    np.testing.assert_array_equal(dx[0, 0], [[0, 10, 0, 0],
+                                             [0, 0, 20, 0],
+                                             [0, 0, 40, 0],
+                                             [30, 0, 0, 0]])
+
+
+def test_maxpool_overlapping_windows_accumulate():
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 1.0  # the centre is the max of all four 2x2 stride-1 windows
+    layer = MaxPool2D(2, stride=1)
+    layer.forward(x)
+    dx, _ = layer.backward(np.ones((1, 1, 2, 2)))
+    assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
+
+
+def test_maxpool_all_negative_with_padding():
+    x = -np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+    out = MaxPool2D(3, stride=2, padding=1).forward(x)
+    assert np.isfinite(out).all() and out.max() < 0
+
+
+def test_avgpool_distributes_evenly():
+    layer = AvgPool2D(2)
+    layer.forward(np.ones((1, 1, 4, 4)))
+    dx, _ = layer.backward(np.full((1, 1, 2, 2), 8.0))
+    np.testing.assert_array_equal(dx, np.full((1, 1, 4, 4), 2.0))
+
+
+def test_global_avg_pool():
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    layer = GlobalAvgPool2D()
+    np.testing.assert_allclose(layer.forward(x), [[5.5, 17.5]])
+    dx, _ = layer.backward(np.array([[12.0, 24.0]], np.float32))
+    np.testing.assert_allclose(dx[0, 0], np.ones((3, 4)))
+    np.testing.assert_allclose(dx[0, 1], 2 * np.ones((3, 4)))
+
+
+@pytest.mark.parametrize("cls", [MaxPool2D, AvgPool2D])
+def test_errors(cls):
+    with pytest.raises(ValueError, match="kernel_size must be positive"):
+        cls(0)
+    with pytest.raises(ValueError, match="at most half the kernel"):
+        cls(2, padding=2)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: expected input of shape \(N, \*, \*, \*\)"):
+        cls(2).forward(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        cls(5).forward(np.zeros((1, 1, 3, 3), np.float32))
+    assert math.prod(cls(2).output_shape((3, 8, 8))) == 3 * 16

@@ -1,0 +1,139 @@
+"""Sequential: order of params and grads, shape validation, predict, summary, save/load."""
+import numpy as np
+import pytest
+
+import layers as L
+import models
+from conftest import away_from_kinks
+from layers.gradcheck import check_layer
+from models import Sequential
+
+
+def small_cnn(rng):
+    return Sequential([L.Conv2D(1, 4, 3, padding=1, rng=rng), L.BatchNorm2D(4), L.ReLU(), L.MaxPool2D(2),
+                       L.Flatten(), L.Dense(64, 10, rng=rng), L.Dropout(0.1, rng=rng)],
+                      input_shape=(1, 8, 8))
+
+
+def test_both_constructor_forms(rng):
+    a, b = L.Dense(2, 3, rng=rng), L.ReLU()
+    assert Sequential(a, b).layers == Sequential([a, b]).layers == [a, b]
+    with pytest.raises(TypeError, match="item 1 is a int"):
+        Sequential(a, 3)
+
+
+def test_params_and_grads_line_up(rng):
+    model = small_cnn(rng)
+    names = list(model.params)
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias", "5.weight", "5.bias"]
+    assert list(model.buffers) == ["1.running_mean", "1.running_var"]
+    out = model.forward(rng.standard_normal((3, 1, 8, 8)).astype(np.float32))
+    dx, grads = model.backward(np.ones_like(out))
+    assert list(grads) == names and dx.shape == (3, 1, 8, 8)
+    for p, (key, g) in zip(model.parameters(), grads.items()):
+        assert p.shape == g.shape and p is model.params[key]
+
+
+def test_mlp_gradcheck_end_to_end(rng):
+    mlp = Sequential(L.Dense(6, 8, rng=rng), L.ReLU(), L.Dense(8, 8, rng=rng), L.Tanh(),
+                     L.Dense(8, 3, rng=rng), L.Softmax()).astype(np.float64)
+    report = check_layer(mlp, away_from_kinks(rng, (4, 6)))
+    assert report.passed(1e-6), str(report)
+
+
+def test_shape_chain_validated_at_construction(rng):
+    with pytest.raises(ValueError, match=r"layer 4 \(Dense\) cannot take per-sample input \(36,\)"):
+        Sequential(L.Conv2D(1, 4, 3, rng=rng), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Dense(64, 10, rng=rng),
+                   input_shape=(1, 8, 8))
+    assert small_cnn(rng).output_shape((1, 8, 8)) == (10,)
+
+
+def test_train_eval_propagate(rng):
+    model = small_cnn(rng)
+    model.eval()
+    assert not any(layer.training for layer in model.layers)
+    model.train()
+    assert all(layer.training for layer in model.layers)
+
+
+def test_predict_uses_eval_mode_and_caches_nothing(rng):
+    model = small_cnn(rng)
+    x = rng.standard_normal((10, 1, 8, 8)).astype(np.float32)
+    model.forward(x)  # fill caches in training mode
+    model.clear_cache()
+    out = model.predict(x, batch_size=3)
+    assert out.shape == (10, 10) and model.training
+    assert all(layer._cache is None for layer in model.layers)
+    model.eval()
+    np.testing.assert_allclose(out, model.forward(x), rtol=1e-5, atol=1e-6)
+
+
+def test_summary(rng):
+    text = small_cnn(rng).summary(print_fn=None)
+    assert "(4, 8, 8)" in text and "(10,)" in text
+    assert "total parameters: 698" in text  # 40 + 8 + 650
+    printed = []
+    small_cnn(rng).summary(print_fn=printed.append)
+    assert printed == [text]
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path, rng):
+    model = small_cnn(rng)
+    model.forward(rng.standard_normal((4, 1, 8, 8)).astype(np.float32))  # move running stats
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = models.load(path)
+    assert [type(a) for a in loaded.layers] == [type(b) for b in model.layers]
+    for store in ("params", "buffers"):
+        a, b = getattr(model, store), getattr(loaded, store)
+        assert list(a) == list(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+            assert a[k].dtype == b[k].dtype
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x), loaded.predict(x))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+def test_load_errors_are_clear_and_change_nothing(tmp_path, rng):
+    model = small_cnn(rng)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    other = Sequential([L.Conv2D(1, 4, 3, padding=1, rng=rng), L.BatchNorm2D(4), L.ReLU(), L.MaxPool2D(2),
+                        L.Flatten(), L.Dense(64, 5, rng=rng), L.Dropout(0.1, rng=rng)])
+    before = {k: v.copy() for k, v in other.params.items()}
+    with pytest.raises(ValueError, match=r"5.weight has shape \(10, 64\), the model expects \(5, 64\)"):
+        models.load_weights(other, path)
+    for k, v in other.params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="garbage.npz: not an npnet archive"):
+        models.load(garbage)
+
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an npnet archive"):
+        models.load(plain)
+
+    from models.serialization import read_archive, write_archive
+    arrays, meta = read_archive(path)
+    meta["architecture"]["config"]["layers"][0]["class"] = "NoSuchLayer"
+    bad = tmp_path / "bad.npz"
+    write_archive(bad, arrays, meta)
+    with pytest.raises(ValueError, match="unknown layer class 'NoSuchLayer'"):
+        models.load(bad)
+
+    arrays.pop("params/0.bias")
+    _, meta = read_archive(path)
+    write_archive(bad, arrays, meta)
+    with pytest.raises(ValueError, match=r"missing \['params/0.bias'\]"):
+        models.load(bad)
+
+
+def test_pickled_object_arrays_are_refused(tmp_path):
+    evil = tmp_path / "evil.npz"
+    np.savez(evil, __meta__=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(ValueError, match="not an npnet archive"):
+        models.load(evil)
