@@ -1,0 +1,54 @@
+"""Seeded minibatches and vectorised augmentation."""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
+    """Yield ``(x_batch, y_batch)``; a new permutation from ``rng`` each call when shuffling.
+
+    The last batch is smaller when ``len(x)`` is not a multiple of ``batch_size``
+    unless ``drop_last``.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"minibatches: {len(x)} inputs but {len(y)} targets")
+    if batch_size <= 0:
+        raise ValueError(f"minibatches: batch_size must be positive, got {batch_size}")
+    n = len(x)
+    order = rng.permutation(n) if shuffle else None
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        if order is None:
+            yield x[start:start + batch_size], y[start:start + batch_size]
+        else:
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+
+
+def random_crop(x, rng, pad):
+    """Pad each image by ``pad`` zeros and cut a random HxW window from it (per image).
+
+    Shape: x (N, C, H, W) -> (N, C, H, W)
+    """
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    # (N, C, 2p+1, 2p+1, H, W): every window, as a read-only view
+    windows = sliding_window_view(padded, (h, w), axis=(2, 3))
+    dy = rng.integers(0, 2 * pad + 1, n)
+    dx = rng.integers(0, 2 * pad + 1, n)
+    return windows[np.arange(n), :, dy, dx]
+
+
+def random_flip(x, rng, p=0.5):
+    """Mirror each image left-right with probability ``p``. Shape: (N, C, H, W) -> same."""
+    flip = rng.random(len(x)) < p
+    return np.where(flip[:, None, None, None], x[..., ::-1], x)
+
+
+def augment_cifar(x, rng):
+    """The standard CIFAR-10 augmentation: 4-pixel padded random crop, then horizontal flip."""
+    return random_flip(random_crop(x, rng, 4), rng)
+
+
+def augment_translate(x, rng, max_shift=2):
+    """Small random translations (up to ``max_shift`` pixels each way), e.g. for MNIST."""
+    return random_crop(x, rng, max_shift)

@@ -1,0 +1,98 @@
+"""Named architectures: builder functions returning a ``Sequential``.
+
+Every builder takes ``input_shape`` (C, H, W), ``num_classes`` and ``rng`` (a
+Generator or seed for initialisation and dropout).
+"""
+import math
+
+from layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D,
+                    MaxPool2D, ReLU)
+from layers.init import make_rng
+
+from .sequential import Sequential
+
+
+def _classifier(features, input_shape, rng, *head):
+    """Append Flatten and the dense head; the first Dense's input size is inferred."""
+    flat = math.prod(Sequential(features).output_shape(input_shape))
+    layers = list(features) + [Flatten()]
+    for make in head:
+        layer = make(flat, rng)
+        layers.append(layer)
+        if isinstance(layer, Dense):
+            flat = layer.out_features
+    return Sequential(layers, input_shape=input_shape)
+
+
+def lenet(input_shape=(1, 28, 28), num_classes=10, rng=None):
+    """Caffe's LeNet: conv20 5x5 -> max-pool 2 -> conv50 5x5 -> max-pool 2 -> fc500 -> ReLU -> fc10."""
+    rng = make_rng(rng)
+    c = input_shape[0]
+    features = [Conv2D(c, 20, 5, init="glorot_uniform", rng=rng), MaxPool2D(2),
+                Conv2D(20, 50, 5, init="glorot_uniform", rng=rng), MaxPool2D(2)]
+    return _classifier(features, input_shape, rng,
+                       lambda n, r: Dense(n, 500, init="glorot_uniform", rng=r),
+                       lambda n, r: ReLU(),
+                       lambda n, r: Dense(n, num_classes, init="glorot_uniform", rng=r))
+
+
+def cnn4(input_shape=(1, 28, 28), num_classes=10, rng=None):
+    """Four 3x3 convolutions: 32, 32, max-pool, 64, 64, max-pool, then one fc layer."""
+    rng = make_rng(rng)
+    c = input_shape[0]
+    features = [Conv2D(c, 32, 3, padding=1, rng=rng), ReLU(), Conv2D(32, 32, 3, padding=1, rng=rng), ReLU(),
+                MaxPool2D(2),
+                Conv2D(32, 64, 3, padding=1, rng=rng), ReLU(), Conv2D(64, 64, 3, padding=1, rng=rng), ReLU(),
+                MaxPool2D(2)]
+    return _classifier(features, input_shape, rng, lambda n, r: Dense(n, num_classes, rng=r))
+
+
+def _conv_bn_relu(cin, cout, rng, **kw):
+    return [Conv2D(cin, cout, 3, padding=1, bias=False, rng=rng, **kw), BatchNorm2D(cout), ReLU()]
+
+
+def mnist_cnn(input_shape=(1, 28, 28), num_classes=10, rng=None):
+    """The default MNIST network: conv-BN-ReLU blocks of 32, 32 | 64, 64 channels with
+    max-pooling, then fc128-BN-ReLU-dropout and the classifier."""
+    rng = make_rng(rng)
+    c = input_shape[0]
+    features = (_conv_bn_relu(c, 32, rng) + _conv_bn_relu(32, 32, rng) + [MaxPool2D(2)] +
+                _conv_bn_relu(32, 64, rng) + _conv_bn_relu(64, 64, rng) + [MaxPool2D(2)])
+    return _classifier(features, input_shape, rng,
+                       lambda n, r: Dense(n, 128, bias=False, rng=r), lambda n, r: BatchNorm1D(128),
+                       lambda n, r: ReLU(), lambda n, r: Dropout(0.3, rng=r),
+                       lambda n, r: Dense(n, num_classes, rng=r))
+
+
+def cifar10_quick(input_shape=(3, 32, 32), num_classes=10, rng=None):
+    """Caffe's cifar10_quick: conv32 5x5 -> max-pool 3/2 -> ReLU -> conv32 5x5 -> ReLU ->
+    avg-pool 3/2 -> conv64 5x5 -> ReLU -> avg-pool 3/2 -> fc64 -> fc10 (Caffe's ceil-mode pooling)."""
+    rng = make_rng(rng)
+    c = input_shape[0]
+    features = [Conv2D(c, 32, 5, padding=2, rng=rng), MaxPool2D(3, 2, ceil_mode=True), ReLU(),
+                Conv2D(32, 32, 5, padding=2, rng=rng), ReLU(), AvgPool2D(3, 2, ceil_mode=True),
+                Conv2D(32, 64, 5, padding=2, rng=rng), ReLU(), AvgPool2D(3, 2, ceil_mode=True)]
+    return _classifier(features, input_shape, rng, lambda n, r: Dense(n, 64, rng=r),
+                       lambda n, r: Dense(n, num_classes, rng=r))
+
+
+def cifar10_bn(input_shape=(3, 32, 32), num_classes=10, rng=None):
+    """A stronger CIFAR-10 network: three stages of two conv-BN-ReLU blocks (64, 128, 256
+    channels) with max-pooling, global average pooling and a linear classifier."""
+    rng = make_rng(rng)
+    c = input_shape[0]
+    features = (_conv_bn_relu(c, 64, rng) + _conv_bn_relu(64, 64, rng) + [MaxPool2D(2)] +
+                _conv_bn_relu(64, 128, rng) + _conv_bn_relu(128, 128, rng) + [MaxPool2D(2)] +
+                _conv_bn_relu(128, 256, rng) + _conv_bn_relu(256, 256, rng) + [GlobalAvgPool2D()])
+    return Sequential(features + [Dense(256, num_classes, rng=rng)], input_shape=input_shape)
+
+
+MODELS = {"mnist_cnn": mnist_cnn, "lenet": lenet, "cnn4": cnn4, "cifar10_quick": cifar10_quick,
+          "cifar10_bn": cifar10_bn}
+
+
+def build(name, input_shape, num_classes=10, rng=None):
+    """Build a named architecture for ``input_shape`` (C, H, W)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name](tuple(input_shape), num_classes, rng)
