@@ -56,6 +56,7 @@ def worker(framework, net, warmup, repeat):
     if framework == "npnet":
         loss = SoftmaxCrossEntropy()
         opt = SGD(model.params, lr=0.01, momentum=0.9)
+        model.input_grad = False  # the data needs no gradient (PyTorch skips it too)
 
         def step():
             loss.forward(model.forward(x), y)

@@ -11,6 +11,9 @@ A layer is a small object with an explicit forward and backward pass:
   (running statistics) that is saved with the model but never trained.
 * ``training`` is the per-instance train/eval flag. In eval mode nothing is
   cached, so ``backward`` after an eval-mode ``forward`` raises.
+* ``input_grad`` (default True): when a container sets it False on the layer
+  that reads the data, a layer with parameters may skip computing ``dx`` and
+  return ``None`` in its place, since nothing upstream needs it.
 """
 import numpy as np
 
@@ -28,6 +31,8 @@ class Layer:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         LAYER_REGISTRY[cls.__name__] = cls
+
+    input_grad = True
 
     def __init__(self):
         self.params = {}

@@ -155,28 +155,32 @@ class Conv2D(Layer):
         # (N, C_out, Ho, Wo) -> (C_out, N, Ho, Wo): free when dout is channel-major in memory
         dout_cn = dout.transpose(1, 0, 2, 3)
         dweight = np.zeros_like(weight)
-        dx = None if cols2 is not None else np.empty((c, n, h, w), dtype=dout.dtype)
-        chunk = n if cols2 is not None else self._chunk(n, ho, wo, dout.dtype.itemsize)
+        whole_batch = cols2 is not None
+        dx = dx_cn = None
+        if self.input_grad and not whole_batch:
+            dx_cn = np.empty((c, n, h, w), dtype=dout.dtype)
+        chunk = n if whole_batch else self._chunk(n, ho, wo, dout.dtype.itemsize)
         for n0 in range(0, n, chunk):
             nb = min(chunk, n - n0)
-            if cols2 is None:
-                cols2_chunk = self._unfold(xp[n0:n0 + nb], (ho, wo), "cols").reshape(g, weight.shape[2], -1)
-            else:
-                cols2_chunk = cols2
+            if not whole_batch:
+                cols2 = self._unfold(xp[n0:n0 + nb], (ho, wo), "cols").reshape(g, weight.shape[2], -1)
             dout_g = dout_cn[:, n0:n0 + nb].reshape(g, self.out_channels // g, -1)
-            dweight += dout_g @ cols2_chunk.transpose(0, 2, 1)
+            dweight += dout_g @ cols2.transpose(0, 2, 1)
+            if not self.input_grad:
+                continue
             # a 1x1 stride-1 fold returns dcols itself as dx, so it must not be a workspace
-            dcols = np.empty(cols2_chunk.shape, dout.dtype) if self._pointwise \
-                else self._buffer("dcols", cols2_chunk.shape, dout.dtype)
+            dcols = np.empty(cols2.shape, dout.dtype) if self._pointwise \
+                else self._buffer("dcols", cols2.shape, dout.dtype)
             np.matmul(weight.transpose(0, 2, 1), dout_g, out=dcols)
             dxp = col2im(dcols.reshape(c, kh, kw, nb, ho, wo), padded_hw,
                          self.kernel_size, self.stride, self.dilation)
-            if dx is None:
-                dx = dxp[:, :, top:top + h, left:left + w]
+            crop = dxp[:, :, top:top + h, left:left + w]
+            if whole_batch:
+                dx = crop
             else:
-                dx[:, n0:n0 + nb] = dxp[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3)
-        if cols2 is None:
-            dx = dx.transpose(1, 0, 2, 3)
+                dx_cn[:, n0:n0 + nb] = crop.transpose(1, 0, 2, 3)
+        if dx_cn is not None:
+            dx = dx_cn.transpose(1, 0, 2, 3)
         grads = {"weight": dweight.reshape(self.params["weight"].shape)}
         if self.use_bias:
             grads["bias"] = dout_cn.sum(axis=(1, 2, 3))

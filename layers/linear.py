@@ -53,4 +53,5 @@ class Dense(Layer):
         grads = {"weight": dout.T @ x}
         if self.use_bias:
             grads["bias"] = dout.sum(axis=0)
-        return dout @ self.params["weight"], grads
+        dx = dout @ self.params["weight"] if self.input_grad else None
+        return dx, grads

@@ -55,7 +55,10 @@ class MaxPool2D(_Pool2D):
     """Maximum over each window; padding counts as -inf.
 
     Backward routes each upstream gradient to the arg-max of its window only;
-    on ties the first maximal element in row-major window order wins.
+    on ties the first maximal element in row-major window order wins. The
+    arg-max is not stored: backward finds it again by comparing each kernel
+    offset's elements with the cached output (so the output must not be
+    modified in place before backward).
 
     Shape:
         x:   (N, C, H, W)
@@ -68,20 +71,29 @@ class MaxPool2D(_Pool2D):
         out_hw, pads = self._geometry(*x.shape[2:])
         xp = pad_nchw(x, pads, value=-np.inf)
         windows = (xp[:, :, rows, cols] for _, _, (rows, cols) in self._offsets(out_hw))
-        out = next(windows).copy()
-        # index of the winning kernel offset; strict '>' keeps the first of tied maxima
-        argmax = np.zeros(out.shape, dtype=np.min_scalar_type(self.kernel_size[0] * self.kernel_size[1]))
-        for k, window in enumerate(windows, start=1):
-            larger = window > out
-            np.copyto(out, window, where=larger)
-            argmax[larger] = k
-        self._save_for_backward(x.shape, pads, argmax)
+        out = next(windows).copy(order="K")
+        for window in windows:
+            np.maximum(out, window, out=out)
+        self._save_for_backward(x.shape, pads, xp, out)
         return out
 
     def backward(self, dout):
-        x_shape, pads, argmax = self._saved()
-        self._check_dout(dout, argmax.shape)
-        return _fold(self, dout, x_shape, pads, lambda k: np.where(argmax == k, dout, 0)), {}
+        x_shape, pads, xp, out = self._saved()
+        self._check_dout(dout, out.shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        disjoint = sh >= kh and sw >= kw
+        taken = np.zeros(out.shape, dtype=bool)
+        hit = np.empty(out.shape, dtype=bool)
+
+        def route(k, rows, cols, target):
+            np.equal(xp[:, :, rows, cols], out, out=hit)
+            np.greater(hit, taken, out=hit)  # hit and not taken: the first maximum only
+            taken[...] |= hit
+            if disjoint:  # each input element is in one window at most
+                np.multiply(dout, hit, out=target)
+            else:
+                target += dout * hit
+        return _fold(self, dout, x_shape, pads, route), {}
 
 
 class AvgPool2D(_Pool2D):
@@ -110,7 +122,7 @@ class AvgPool2D(_Pool2D):
         xp = pad_nchw(x, pads)
         out = None
         for _, _, (rows, cols) in self._offsets(out_hw):
-            out = xp[:, :, rows, cols].copy() if out is None else np.add(out, xp[:, :, rows, cols], out=out)
+            out = xp[:, :, rows, cols].copy(order="K") if out is None else np.add(out, xp[:, :, rows, cols], out=out)
         divisor = self._divisor(x.shape, pads, out_hw, x.dtype)
         out /= divisor
         self._save_for_backward(x.shape, pads, divisor)
@@ -120,18 +132,21 @@ class AvgPool2D(_Pool2D):
         x_shape, pads, divisor = self._saved()
         self._check_dout(dout, x_shape[:2] + divisor.shape[2:])
         share = dout / divisor
-        return _fold(self, dout, x_shape, pads, lambda k: share), {}
+
+        def route(k, rows, cols, target):
+            target += share
+        return _fold(self, dout, x_shape, pads, route), {}
 
 
-def _fold(pool, dout, x_shape, pads, grad_at_offset):
-    """Sum ``grad_at_offset(k)`` over the kernel offsets into the input's gradient."""
+def _fold(pool, dout, x_shape, pads, route):
+    """Gradient of the input: ``route(k, rows, cols, target)`` writes or adds offset
+    k's share of ``dout`` into ``target``, the padded input's slice at that offset."""
     n, c, h, w = x_shape
     top, bottom, left, right = pads
-    dxp = np.zeros((c, n, h + top + bottom, w + left + right), dtype=dout.dtype)
-    dxp_nchw = dxp.transpose(1, 0, 2, 3)
+    dxp = np.zeros((c, n, h + top + bottom, w + left + right), dtype=dout.dtype).transpose(1, 0, 2, 3)
     for k, (_, _, (rows, cols)) in enumerate(pool._offsets(dout.shape[2:])):
-        dxp_nchw[:, :, rows, cols] += grad_at_offset(k)
-    return dxp_nchw[:, :, top:top + h, left:left + w]
+        route(k, rows, cols, dxp[:, :, rows, cols])
+    return dxp[:, :, top:top + h, left:left + w]
 
 
 class GlobalAvgPool2D(Layer):

@@ -32,6 +32,16 @@ class Sequential(Container):
         if self.input_shape is not None:
             self.output_shape(self.input_shape)
 
+    @property
+    def input_grad(self):
+        return not self.layers or self.layers[0].input_grad
+
+    @input_grad.setter
+    def input_grad(self, value):
+        """False lets the first layer skip its input gradient (its input is data)."""
+        if self.layers:
+            self.layers[0].input_grad = bool(value)
+
     def named_children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
@@ -67,11 +77,16 @@ class Sequential(Container):
         return x
 
     def backward(self, dout):
-        """Returns ``(dx, grads)`` with grads keyed like ``params`` and in its order."""
+        """Returns ``(dx, grads)`` with grads keyed like ``params`` and in its order.
+
+        ``dx`` is None when ``input_grad`` is False and the first layer skips it.
+        """
         grads = {}
         for i in range(len(self.layers) - 1, -1, -1):
             dout, layer_grads = self.layers[i].backward(dout)
             grads[i] = layer_grads
+            if dout is None and i:
+                raise RuntimeError(f"Sequential: layer {i} returned no input gradient")
         ordered = {}
         for i in range(len(self.layers)):
             ordered.update(self._prefixed(str(i), grads[i]))

@@ -16,3 +16,19 @@ def rng():
 def away_from_kinks(rng, shape):
     """Values with magnitude in [0.1, 1) and random sign: no ReLU zeros, ties are measure-zero."""
     return rng.uniform(0.1, 1.0, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+@pytest.fixture
+def mnist_dir():
+    """The real MNIST files, from $NPNET_DATA (CI points it at ../shared/data).
+
+    Skipped with a reason when absent, unless NPNET_REQUIRE_DATA is set (CI), where
+    their absence is a failure.
+    """
+    root = os.environ.get("NPNET_DATA")
+    if root and os.path.exists(os.path.join(root, "mnist", "train-images-idx3-ubyte.gz")):
+        return root
+    message = "real MNIST not found: set NPNET_DATA to a directory holding mnist/"
+    if os.environ.get("NPNET_REQUIRE_DATA"):
+        pytest.fail(message)
+    pytest.skip(message)

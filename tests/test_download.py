@@ -1,0 +1,108 @@
+"""The download path against a local HTTP server on 127.0.0.1 (never the internet)."""
+import gzip
+import hashlib
+import http.server
+import os
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+import data
+from data.download import DownloadError, download, verify
+from fixtures import idx_bytes
+
+CONTENT = idx_bytes(np.arange(28 * 28 * 3, dtype=np.uint32).astype(np.uint8).reshape(3, 28, 28))
+GOOD = gzip.compress(CONTENT)
+CHECKSUM = ("content-sha256", hashlib.sha256(CONTENT).hexdigest())
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """/good/<f> serves the file, /missing/ 404s, /corrupt/ serves other bytes,
+    /cut/ announces the full length and closes the connection half-way."""
+
+    def do_GET(self):
+        kind = self.path.strip("/").split("/")[0]
+        if kind == "missing":
+            self.send_error(404)
+            return
+        body = {"good": GOOD, "cut": GOOD, "corrupt": gzip.compress(b"something else")}.get(kind)
+        if body is None:
+            self.send_error(500)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if kind == "cut":
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def closed_port_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+def test_success(server, tmp_path):
+    path = download("f.gz", [f"{server}/good/"], tmp_path, CHECKSUM)
+    assert open(path, "rb").read() == GOOD
+    assert os.listdir(tmp_path) == ["f.gz"]
+
+
+def test_404_mirror_then_good_one(server, tmp_path):
+    path = download("f.gz", [f"{server}/missing/", f"{server}/good/"], tmp_path, CHECKSUM)
+    assert verify(path, CHECKSUM) and os.listdir(tmp_path) == ["f.gz"]
+
+
+@pytest.mark.parametrize("kind,reason", [("corrupt", "checksum mismatch"), ("cut", "IncompleteRead|incomplete"),
+                                         ("missing", "Not Found")])
+def test_failures_leave_no_file(server, tmp_path, kind, reason):
+    with pytest.raises(DownloadError, match=reason) as err:
+        download("f.gz", [f"{server}/{kind}/"], tmp_path, CHECKSUM)
+    assert os.listdir(tmp_path) == []
+    assert "copy f.gz into" in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_offline_message(tmp_path):
+    with pytest.raises(DownloadError, match="If this machine is offline, copy f.gz into"):
+        download("f.gz", [closed_port_url()], tmp_path, CHECKSUM, timeout=5)
+    assert os.listdir(tmp_path) == []
+
+
+def test_recompressed_copy_passes_content_checksum(tmp_path):
+    p = tmp_path / "a.gz"
+    p.write_bytes(gzip.compress(CONTENT, compresslevel=1))
+    assert verify(p, CHECKSUM)
+    assert not verify(p, ("sha256", CHECKSUM[1]))
+    p.write_bytes(b"\x1f\x8bbroken")
+    assert not verify(p, CHECKSUM)
+
+
+def test_dataset_download_through_mirrors(server, tmp_path, monkeypatch):
+    monkeypatch.setitem(data.mnist.DATASETS["mnist"], "sha256",
+                        {name: CHECKSUM[1] for name in data.mnist.DATASETS["mnist"]["sha256"]})
+    with pytest.raises(DownloadError):
+        data.load_mnist(tmp_path, mirrors=[f"{server}/corrupt/"])
+    assert not os.path.exists(tmp_path / "mnist") or os.listdir(tmp_path / "mnist") == []
+    path = data.mnist.load_split  # images and labels both come from the same fixture here
+    with pytest.raises(data.DataFileError):
+        path("mnist", "train", tmp_path, mirrors=[f"{server}/good/"])  # labels file has image magic
+    assert sorted(os.listdir(tmp_path / "mnist")) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
