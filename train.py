@@ -16,6 +16,7 @@ import data
 import models
 from layers import SoftmaxCrossEntropy
 from models import zoo
+from models.diagnostics import Diagnostics, first_nonfinite, named_layers
 from models.serialization import assign_model_arrays, model_arrays, read_archive, write_archive
 from optim import SGD, Adam, AdamW, ConstantLR, CosineLR, ExponentialLR, InvLR, MultiStepLR, StepLR
 
@@ -62,6 +63,10 @@ def parse_args(argv=None):
     p.add_argument("--eval-only", action="store_true", help="only evaluate the model given by --load")
     p.add_argument("--load", default=None, help="model or checkpoint to evaluate with --eval-only")
     p.add_argument("--log", default=None, help="append one JSON line per epoch to this file")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="per epoch: dead ReLU units, gradient norms, update/weight ratios")
+    p.add_argument("--plot", default=None, metavar="DIR",
+                   help="write PNG figures (curves, confusion matrix, filters, mistakes); needs matplotlib")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
@@ -180,16 +185,6 @@ def load_checkpoint(path, model, opt, sched, gens):
     return meta["progress"]
 
 
-def first_nonfinite_layer(model, x):
-    """Name of the first layer whose forward output is not finite on ``x`` (eval of a copy)."""
-    h = x
-    for i, layer in enumerate(model.layers):
-        h = layer.forward(h)
-        if not np.isfinite(h).all():
-            return f"layer {i} ({type(layer).__name__})"
-    return "the loss"
-
-
 def evaluate(model, x, y, batch_size=500):
     """Mean loss, accuracy and predictions on (x, y) in eval mode."""
     loss_fn = SoftmaxCrossEntropy()
@@ -253,6 +248,7 @@ def train(args):
     gens = generators(model, data_rng)
     loss_fn = SoftmaxCrossEntropy(args.label_smoothing)
     augment = augmenter(args)
+    diagnostics = Diagnostics(model) if args.diagnostics else None
 
     progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "epoch_rng": None}
     if args.resume:
@@ -292,13 +288,21 @@ def train(args):
                     xb = augment(xb, data_rng)
                 logits = model.forward(xb)
                 loss = loss_fn.forward(logits, yb)
-                if not math.isfinite(loss):
-                    model.eval()
-                    where = first_nonfinite_layer(model, xb)
-                    raise TrainingStopped(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
-                                          f"first non-finite output in {where}")
-                _, grads = model.backward(loss_fn.backward())
+                if diagnostics:
+                    diagnostics.after_forward()
+                grads = None
+                if math.isfinite(loss):
+                    _, grads = model.backward(loss_fn.backward())
+                if grads is None or not all(np.isfinite(g).all() for g in grads.values()):
+                    where = first_nonfinite(model, xb, lambda out: (loss_fn.forward(out, yb), loss_fn.backward())[1])
+                    what = "loss" if grads is None else "gradient"
+                    raise TrainingStopped(f"non-finite {what} at epoch {epoch + 1}, step {step + 1}: "
+                                          f"first non-finite values in the {where or 'loss'}")
+                if diagnostics:
+                    diagnostics.before_step()
                 opt.step(grads)
+                if diagnostics:
+                    diagnostics.after_step(grads)
                 sched.step()
                 progress["step_in_epoch"] = step + 1
                 progress["global_step"] += 1
@@ -323,10 +327,15 @@ def train(args):
             record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                       "train_acc": correct / max(seen, 1), "test_loss": test_loss, "test_acc": acc,
                       "lr": opt.lr, "time_s": elapsed, "images_per_s": seen / elapsed}
+            if diagnostics:
+                record["diagnostics"] = diagnostics.summary()
+                diagnostics.reset()
             history.append(record)
             log.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.2e  %.1fs",
                      epoch + 1, args.epochs, record["train_loss"], 100 * record["train_acc"], test_loss,
                      100 * acc, opt.lr, elapsed)
+            if diagnostics:
+                log.info("%s", Diagnostics.format(record["diagnostics"]))
             if args.log:
                 with open(args.log, "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -338,7 +347,27 @@ def train(args):
     loss, acc, pred = evaluate(model, xte, yte)
     log.info("%s", report(yte, pred, classes))
     log.info("test accuracy: %.2f%%", 100 * acc)
+    if args.plot:
+        write_plots(args, model, history, xte, yte, pred, classes)
     return acc
+
+
+def write_plots(args, model, history, x, y, pred, classes):
+    import plots
+    if args.dataset == "cifar10":
+        mean, std = data.cifar.MEAN, data.cifar.STD
+    else:
+        spec = data.mnist.DATASETS[args.dataset]
+        mean, std = spec["mean"], spec["std"]
+    paths = [plots.confusion(confusion_matrix(y, pred, len(classes)), classes, args.plot),
+             plots.misclassified(x, y, pred, classes, mean, std, args.plot)]
+    if history:
+        paths.append(plots.learning_curves(history, args.plot))
+    conv = next((layer for _, layer in named_layers(model) if "weight" in layer.params
+                 and layer.params["weight"].ndim == 4), None)
+    if conv is not None:
+        paths.append(plots.filters(conv.params["weight"], args.plot))
+    log.info("figures: %s", ", ".join(paths))
 
 
 def load_for_eval(path):
@@ -354,6 +383,13 @@ def load_for_eval(path):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if args.plot:
+        import plots
+        try:
+            plots.require_matplotlib()
+        except ImportError as err:
+            log.error("error: --plot: %s", err)
+            return 2
     try:
         train(args)
     except (data.DownloadError, data.DataFileError, FileNotFoundError, ValueError) as err:

@@ -4,6 +4,8 @@ Shape:
     x:   (N, *)
     out: (N, *), same as x
 """
+import math
+
 import numpy as np
 from scipy.special import expit
 
@@ -12,6 +14,10 @@ from .base import Layer
 
 class ReLU(Layer):
     """``out = max(x, 0)``; the gradient is zero where ``x <= 0``."""
+
+    def cost(self, input_shape):
+        n = math.prod(input_shape)
+        return {"forward_flops": n, "backward_flops": n, "cache_bytes": n}  # a boolean mask
 
     def forward(self, x):
         self._check_input(x)
@@ -23,6 +29,10 @@ class ReLU(Layer):
         (positive,) = self._saved()
         self._check_dout(dout, positive.shape)
         return dout * positive, {}
+
+    def active_mask(self):
+        """Where the last training-mode forward was positive (None in eval mode)."""
+        return None if self._cache is None else self._cache[0]
 
 
 class LeakyReLU(Layer):

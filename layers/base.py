@@ -15,6 +15,8 @@ A layer is a small object with an explicit forward and backward pass:
   that reads the data, a layer with parameters may skip computing ``dx`` and
   return ``None`` in its place, since nothing upstream needs it.
 """
+import math
+
 import numpy as np
 
 LAYER_REGISTRY = {}
@@ -53,6 +55,16 @@ class Layer:
     def output_shape(self, input_shape):
         """Per-sample output shape for a per-sample ``input_shape`` (no batch axis)."""
         return tuple(input_shape)
+
+    def cost(self, input_shape):
+        """Per-sample cost for ``input_shape``: forward and backward FLOPs (a multiply-add
+        counts 2) and the bytes ``forward`` keeps for ``backward`` in float32.
+
+        The default suits element-wise layers: one operation per output element
+        each way, and the output (or a same-sized mask) cached.
+        """
+        n = math.prod(self.output_shape(input_shape))
+        return {"forward_flops": n, "backward_flops": n, "cache_bytes": 4 * n}
 
     def get_config(self):
         """Constructor arguments that rebuild this layer (JSON-serialisable)."""

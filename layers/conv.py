@@ -100,6 +100,18 @@ class Conv2D(Layer):
                              f"got {tuple(input_shape)}")
         return (self.out_channels,) + self._out_hw(*input_shape[1:])
 
+    def cost(self, input_shape):
+        """Forward: 2 * C_out * Ho * Wo * (C_in / groups) * kh * kw (+ C_out * Ho * Wo for
+        the bias); backward twice the products (weight and input gradients). The cache
+        is the unfolded input, ``C_in * kh * kw * Ho * Wo`` floats."""
+        _, ho, wo = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        macs = self.out_channels * ho * wo * (self.in_channels // self.groups) * kh * kw
+        bias = self.out_channels * ho * wo if self.use_bias else 0
+        return {"forward_flops": 2 * macs + bias,
+                "backward_flops": (4 if self.input_grad else 2) * macs + bias,
+                "cache_bytes": 4 * self.in_channels * kh * kw * ho * wo}
+
     def _buffer(self, key, shape, dtype):
         """A workspace array reused across calls while shape and dtype stay the same."""
         buf = self._workspace.get(key)

@@ -44,10 +44,11 @@ class GradcheckReport:
         return self.max_error < tol
 
     def __str__(self):
+        width = max([len("tensor")] + [len(c.name) for c in self.checks]) + 2
         lines = [f"gradient check of {self.subject}",
-                 f"  {'tensor':<14}{'shape':<20}{'max rel err':>12}  worst entry (analytic vs numeric)"]
+                 f"  {'tensor':<{width}}{'shape':<18}{'max rel err':>12}  worst entry (analytic vs numeric)"]
         for c in self.checks:
-            lines.append(f"  {c.name:<14}{str(c.shape):<20}{c.max_rel_error:>12.2e}  "
+            lines.append(f"  {c.name:<{width}}{str(c.shape):<18}{c.max_rel_error:>12.2e}  "
                          f"{c.worst_index}: {c.analytic:.8g} vs {c.numeric:.8g}")
         return "\n".join(lines)
 

@@ -38,6 +38,13 @@ class Dense(Layer):
                              f"got {tuple(input_shape)}")
         return (self.out_features,)
 
+    def cost(self, input_shape):
+        macs = self.in_features * self.out_features
+        bias = self.out_features if self.use_bias else 0
+        backward = (4 if self.input_grad else 2) * macs + bias
+        return {"forward_flops": 2 * macs + bias, "backward_flops": backward,
+                "cache_bytes": 4 * self.in_features}
+
     def forward(self, x):
         self._check_input(x, (self.in_features,))
         w = self.params["weight"]

@@ -5,6 +5,8 @@ running statistics with ``running = (1 - momentum) * running + momentum * batch`
 (the running variance uses the unbiased batch variance). Eval mode uses the
 running statistics and caches nothing.
 """
+import math
+
 import numpy as np
 
 from .base import Layer
@@ -34,6 +36,12 @@ class _BatchNorm(Layer):
             raise ValueError(f"{type(self).__name__}: expected per-sample shape "
                              f"({self.num_features}{', *' * self._spatial_dims}), got {tuple(input_shape)}")
         return tuple(input_shape)
+
+    def cost(self, input_shape):
+        """Training mode: about 7 operations per element forward (statistics, normalise,
+        scale) and 8 backward; the normalised input is cached."""
+        n = math.prod(input_shape)
+        return {"forward_flops": 7 * n, "backward_flops": 8 * n, "cache_bytes": 4 * n}
 
     def _per_channel(self, v):
         """(C,) -> broadcastable against the input, channel on axis 1."""

@@ -4,6 +4,8 @@ Pooling visits the kh*kw kernel offsets of the shared im2col module: each offset
 is a strided view of the padded input with one element per output pixel, so a
 pooling pass is kh*kw vectorised operations, never a loop over pixels.
 """
+import math
+
 import numpy as np
 
 from .base import Layer
@@ -46,6 +48,16 @@ class _Pool2D(Layer):
             raise ValueError(f"{type(self).__name__}: expected per-sample shape (C, H, W), "
                              f"got {tuple(input_shape)}")
         return (input_shape[0],) + self._geometry(*input_shape[1:])[0]
+
+    def cost(self, input_shape):
+        """kh*kw operations per output element each way; max-pooling keeps its input
+        (a reference, or the padded copy) and output for backward."""
+        out = self.output_shape(input_shape)
+        n_out = math.prod(out)
+        k = self.kernel_size[0] * self.kernel_size[1]
+        cache = 4 * (math.prod(input_shape) + n_out) if isinstance(self, MaxPool2D) else 0
+        return {"forward_flops": k * n_out, "backward_flops": (3 if cache else 1) * k * n_out,
+                "cache_bytes": cache}
 
     def _offsets(self, out_hw):
         return offset_slices(self.kernel_size, self.stride, (1, 1), out_hw)
@@ -161,6 +173,10 @@ class GlobalAvgPool2D(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"GlobalAvgPool2D: expected per-sample shape (C, H, W), got {tuple(input_shape)}")
         return (input_shape[0],)
+
+    def cost(self, input_shape):
+        n = math.prod(input_shape)
+        return {"forward_flops": n, "backward_flops": n, "cache_bytes": 0}
 
     def forward(self, x):
         self._check_input(x, (None, None, None))

@@ -49,6 +49,12 @@ class Container(Layer):
     def buffers(self):
         return self._gather("buffers")
 
+    def __repr__(self):
+        lines = [f"{type(self).__name__}("]
+        for name, child in self.named_children():
+            lines += [f"  ({name}): " + repr(child).replace("\n", "\n  ")]
+        return "\n".join(lines + [")"])
+
     def parameters(self):
         """Parameter arrays in the stable order of ``params`` (and of backward's grads)."""
         return list(self.params.values())

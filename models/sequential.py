@@ -1,6 +1,4 @@
 """A straight chain of layers."""
-import math
-
 import numpy as np
 
 from layers.base import Layer
@@ -102,27 +100,55 @@ class Sequential(Container):
             self.train(was_training)
         return np.concatenate(outs) if outs else np.empty((0,))
 
-    def summary(self, input_shape=None, print_fn=print):
-        """Table of each layer's output shape and parameter count, with totals.
+    def cost(self, input_shape):
+        total = {"forward_flops": 0, "backward_flops": 0, "cache_bytes": 0}
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            for key, value in layer.cost(shape).items():
+                total[key] += value
+            shape = tuple(layer.output_shape(shape))
+        return total
+
+    def summary(self, input_shape=None, batch_size=1, print_fn=print):
+        """Table per layer: output shape, parameters, forward and backward FLOPs and the
+        bytes kept for backward (for ``batch_size`` samples), with totals.
 
         Returns the text; ``print_fn`` (default ``print``, ``None`` for silence) shows it.
         """
         shape = tuple(input_shape or self.input_shape or ())
         if not shape:
             raise ValueError("Sequential.summary: give input_shape (per sample, e.g. (1, 28, 28))")
-        rows = [("input", str(shape), "")]
-        total = 0
+        rows = [("input", str(shape), "", "", "", "")]
+        totals = [0, 0, 0, 0]
         for i, layer in enumerate(self.layers):
+            cost = layer.cost(shape)
             shape = tuple(layer.output_shape(shape))
-            count = layer.num_parameters()
-            total += count
-            rows.append((f"{i}: {type(layer).__name__}", str(shape), f"{count:,}"))
+            values = [layer.num_parameters(), batch_size * cost["forward_flops"],
+                      batch_size * cost["backward_flops"], batch_size * cost["cache_bytes"]]
+            totals = [t + v for t, v in zip(totals, values)]
+            rows.append((f"{i}: {type(layer).__name__}", str(shape), f"{values[0]:,}", _si(values[1]),
+                         _si(values[2]), _si(values[3], "B")))
+        rows.append(("total", "", f"{totals[0]:,}", _si(totals[1]), _si(totals[2]), _si(totals[3], "B")))
         width = max(len(r[0]) for r in rows) + 2
-        lines = [f"{'layer':<{width}}{'output shape':<20}{'params':>12}"]
-        lines += [f"{a:<{width}}{b:<20}{c:>12}" for a, b, c in rows]
-        lines.append(f"total parameters: {total:,}  ({total * 4 / 2**20:.2f} MiB as float32)")
-        lines.append(f"output elements per sample: {math.prod(shape):,}")
+        head = ("layer", "output shape", "params", "fwd FLOPs", "bwd FLOPs", "cached")
+        fmt = f"{{:<{width}}}{{:<18}}{{:>12}}{{:>12}}{{:>12}}{{:>12}}"
+        lines = [fmt.format(*head)] + [fmt.format(*r) for r in rows]
+        lines.append(f"FLOPs and cache for a batch of {batch_size}; parameters: "
+                     f"{totals[0] * 4 / 2**20:.2f} MiB as float32")
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+def _si(value, unit=""):
+    """1234567 -> '1.23M' (B units in binary steps: '1.18 MiB')."""
+    if unit == "B":
+        for scale, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if value >= scale:
+                return f"{value / scale:.2f} {name}"
+        return f"{value} B"
+    for scale, name in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.2f}{name}"
+    return str(value)

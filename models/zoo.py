@@ -9,6 +9,7 @@ from layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout,
                     MaxPool2D, ReLU)
 from layers.init import make_rng
 
+from .branches import Residual
 from .sequential import Sequential
 
 
@@ -88,8 +89,30 @@ def cifar10_bn(input_shape=(3, 32, 32), num_classes=10, rng=None):
     return Sequential(features + [Dense(256, num_classes, rng=rng)], input_shape=input_shape)
 
 
+def _basic_block(cin, cout, stride, rng):
+    """Two 3x3 conv-BN stages with a skip connection (1x1 conv-BN when the shape changes), then ReLU."""
+    body = Sequential(Conv2D(cin, cout, 3, stride=stride, padding=1, bias=False, rng=rng), BatchNorm2D(cout),
+                      ReLU(), Conv2D(cout, cout, 3, padding=1, bias=False, rng=rng), BatchNorm2D(cout))
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = Sequential(Conv2D(cin, cout, 1, stride=stride, bias=False, rng=rng), BatchNorm2D(cout))
+    return [Residual(body, shortcut), ReLU()]
+
+
+def resnet_small(input_shape=(3, 32, 32), num_classes=10, rng=None):
+    """A small residual network for CIFAR-10: a 3x3 stem of 32 channels and three stages of
+    one basic block each (32, 64, 128 channels; stride 2 at the last two), global average
+    pooling and a linear classifier."""
+    rng = make_rng(rng)
+    c = input_shape[0]
+    layers = [Conv2D(c, 32, 3, padding=1, bias=False, rng=rng), BatchNorm2D(32), ReLU()]
+    layers += _basic_block(32, 32, 1, rng) + _basic_block(32, 64, 2, rng) + _basic_block(64, 128, 2, rng)
+    layers += [GlobalAvgPool2D(), Dense(128, num_classes, rng=rng)]
+    return Sequential(layers, input_shape=input_shape)
+
+
 MODELS = {"mnist_cnn": mnist_cnn, "lenet": lenet, "cnn4": cnn4, "cifar10_quick": cifar10_quick,
-          "cifar10_bn": cifar10_bn}
+          "cifar10_bn": cifar10_bn, "resnet_small": resnet_small}
 
 
 def build(name, input_shape, num_classes=10, rng=None):

@@ -32,3 +32,14 @@ def mnist_dir():
     if os.environ.get("NPNET_REQUIRE_DATA"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require(module):
+    """Import an optional dependency; skipped when absent, but a failure under CI."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is not installed; .ci/run installs the extras the tests need")
+        pytest.skip(f"{module} is not installed")

@@ -5,7 +5,8 @@ adding rows here; ``test_gradcheck.py`` fails for an exported layer class that
 no row builds.
 """
 import layers as L
-from models import Sequential
+from examples.custom_layers import PReLU, Swish, gated_linear_unit
+from models import Multiply, Residual, Sequential
 
 ROWS = [
     ("dense", lambda r: L.Dense(5, 4, rng=r), (3, 5)),
@@ -42,4 +43,15 @@ ROWS = [
                                             L.MaxPool2D(2), L.Flatten(), L.Dense(8, 3, rng=r)), (3, 1, 6, 6)),
     ("sequential_mlp", lambda r: Sequential(L.Dense(4, 5, rng=r), L.Tanh(), L.Dropout(0.2, rng=r),
                                             L.Dense(5, 2, rng=r), L.Sigmoid()), (3, 4)),
+    ("residual_identity", lambda r: Residual(Sequential(L.Conv2D(2, 2, 3, padding=1, rng=r), L.BatchNorm2D(2),
+                                                        L.Tanh())), (2, 2, 4, 4)),
+    ("residual_1x1_shortcut", lambda r: Residual(Sequential(L.Conv2D(2, 3, 3, stride=2, padding=1, rng=r),
+                                                            L.Tanh()),
+                                                 L.Conv2D(2, 3, 1, stride=2, rng=r)), (2, 2, 5, 5)),
+    ("multiply_glu", lambda r: gated_linear_unit(5, 3, r), (4, 5)),
+    ("nested_residual_in_sequential", lambda r: Sequential(L.Dense(4, 4, rng=r),
+                                                           Residual(Sequential(L.Dense(4, 4, rng=r), L.Tanh())),
+                                                           L.Dense(4, 2, rng=r)), (3, 4)),
+    ("example_swish", lambda r: Swish(), (3, 5)),
+    ("example_prelu", lambda r: PReLU(3), (2, 3, 2, 2)),
 ]

@@ -71,7 +71,8 @@ def test_predict_uses_eval_mode_and_caches_nothing(rng):
 def test_summary(rng):
     text = small_cnn(rng).summary(print_fn=None)
     assert "(4, 8, 8)" in text and "(10,)" in text
-    assert "total parameters: 698" in text  # 40 + 8 + 650
+    total = [line for line in text.splitlines() if line.startswith("total")][0]
+    assert "698" in total.split()  # 40 + 8 + 650
     printed = []
     small_cnn(rng).summary(print_fn=printed.append)
     assert printed == [text]
@@ -137,3 +138,28 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     np.savez(evil, __meta__=np.array([{"format": "x"}], dtype=object))
     with pytest.raises(ValueError, match="not an npnet archive"):
         models.load(evil)
+
+
+def test_flop_counts_by_hand(rng):
+    dense = L.Dense(784, 128, rng=rng)
+    assert dense.cost((784,)) == {"forward_flops": 2 * 784 * 128 + 128,
+                                  "backward_flops": 4 * 784 * 128 + 128, "cache_bytes": 4 * 784}
+    conv = L.Conv2D(3, 8, 3, padding=1, rng=rng)
+    macs = 8 * 10 * 10 * 3 * 9  # every output element: 27 multiply-adds
+    assert conv.cost((3, 10, 10)) == {"forward_flops": 2 * macs + 800, "backward_flops": 4 * macs + 800,
+                                      "cache_bytes": 4 * 27 * 100}
+    grouped = L.Conv2D(4, 8, 3, stride=2, groups=2, bias=False, rng=rng)
+    assert grouped.cost((4, 9, 9))["forward_flops"] == 2 * 8 * 4 * 4 * 2 * 9
+    conv.input_grad = False  # the first layer: no input gradient to compute
+    assert conv.cost((3, 10, 10))["backward_flops"] == 2 * macs + 800
+
+
+def test_summary_reports_flops_and_cache(rng):
+    model = Sequential(L.Conv2D(1, 2, 3, rng=rng), L.ReLU(), L.Flatten(), L.Dense(18, 4, rng=rng),
+                       input_shape=(1, 5, 5))
+    text = model.summary(batch_size=10, print_fn=None)
+    conv_row = [line for line in text.splitlines() if line.startswith("0: Conv2D")][0]
+    # 10 * (2 * 2*3*3*9 + 18) forward FLOPs, 10 * 4 * 9*9 bytes of unfolded input
+    assert "3.42k" in conv_row and "3.16 KiB" in conv_row
+    total = model.cost((1, 5, 5))
+    assert total["forward_flops"] == 342 + 18 + 2 * 18 * 4 + 4

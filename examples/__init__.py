@@ -1,0 +1,1 @@
+"""Runnable examples; the test suite imports and gradient-checks them."""
