@@ -43,49 +43,59 @@ class _BatchNorm(Layer):
         n = math.prod(input_shape)
         return {"forward_flops": 7 * n, "backward_flops": 8 * n, "cache_bytes": 4 * n}
 
-    def _per_channel(self, v):
-        """(C,) -> broadcastable against the input, channel on axis 1."""
-        return v.reshape((1, -1) + (1,) * self._spatial_dims)
+    def _rows(self, x):
+        """(N, C, *) -> (C, M) with one row per channel: a free view when the memory is
+        channel-major (as Conv2D and BatchNorm2D outputs are), else one copy."""
+        return np.moveaxis(x, 1, 0).reshape(self.num_features, -1)
+
+    def _unrows(self, rows, shape):
+        """(C, M) -> (N, C, *) view of the same channel-major memory."""
+        return np.moveaxis(rows.reshape((shape[1], shape[0]) + shape[2:]), 0, 1)
 
     def forward(self, x):
         self._check_input(x, (self.num_features,) + (None,) * self._spatial_dims)
-        axes = (0,) + tuple(range(2, x.ndim))
         dt = x.dtype.type
+        weight = self.params["weight"].astype(x.dtype)[:, None]
+        bias = self.params["bias"].astype(x.dtype)[:, None]
+        rows = self._rows(x)
         if not self.training:
             self._save_for_backward()  # eval mode: drops any earlier cache
-            scale = self.params["weight"] / np.sqrt(self.buffers["running_var"] + self.eps)
-            shift = self.params["bias"] - self.buffers["running_mean"] * scale
-            return x * self._per_channel(scale.astype(x.dtype)) + self._per_channel(shift.astype(x.dtype))
-        n = x.size // self.num_features
+            scale = weight / np.sqrt(self.buffers["running_var"].astype(x.dtype)[:, None] + dt(self.eps))
+            shift = bias - self.buffers["running_mean"].astype(x.dtype)[:, None] * scale
+            out = rows * scale
+            out += shift
+            return self._unrows(out, x.shape)
+        n = rows.shape[1]
         if n < 2:
             raise ValueError(f"{type(self).__name__}: training needs more than one value per "
                              f"channel, got input of shape {x.shape}")
-        mean = x.mean(axis=axes)
-        xc = x - self._per_channel(mean)
-        var = np.mean(xc * xc, axis=axes)
-        inv_std = (1 / np.sqrt(var + dt(self.eps))).astype(x.dtype)
-        xhat = xc * self._per_channel(inv_std)
-        out = xhat * self._per_channel(self.params["weight"].astype(x.dtype)) \
-            + self._per_channel(self.params["bias"].astype(x.dtype))
+        mean = rows.mean(axis=1)
+        xhat = rows - mean[:, None]
+        var = np.einsum("ij,ij->i", xhat, xhat) / dt(n)
+        inv_std = 1 / np.sqrt(var + dt(self.eps))
+        xhat *= inv_std[:, None]
+        out = xhat * weight
+        out += bias
         m = self.momentum
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
         rm[...] = (1 - m) * rm + m * mean
         rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
-        self._save_for_backward(xhat, inv_std)
-        return out
+        self._save_for_backward(xhat, inv_std, x.shape)
+        return self._unrows(out, x.shape)
 
     def backward(self, dout):
-        xhat, inv_std = self._saved()
-        self._check_dout(dout, xhat.shape)
-        axes = (0,) + tuple(range(2, xhat.ndim))
-        n = xhat.size // self.num_features
-        dbias = dout.sum(axis=axes)
-        dweight = (dout * xhat).sum(axis=axes)
+        xhat, inv_std, shape = self._saved()
+        self._check_dout(dout, shape)
+        drows = self._rows(dout)
+        n = xhat.shape[1]
+        dbias = drows.sum(axis=1)
+        dweight = np.einsum("ij,ij->i", drows, xhat)
         # dx = gamma * inv_std / n * (n * dout - sum(dout) - xhat * sum(dout * xhat))
         scale = self.params["weight"].astype(xhat.dtype) * inv_std
-        dx = (dout - self._per_channel(dbias / n) - xhat * self._per_channel(dweight / n)) \
-            * self._per_channel(scale)
-        return dx, {"weight": dweight, "bias": dbias}
+        dx = drows * scale[:, None]
+        dx -= xhat * (scale * dweight / n)[:, None]
+        dx -= (scale * dbias / n)[:, None]
+        return self._unrows(dx, shape), {"weight": dweight, "bias": dbias}
 
 
 class BatchNorm1D(_BatchNorm):

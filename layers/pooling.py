@@ -66,11 +66,13 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """Maximum over each window; padding counts as -inf.
 
-    Backward routes each upstream gradient to the arg-max of its window only;
-    on ties the first maximal element in row-major window order wins. The
-    arg-max is not stored: backward finds it again by comparing each kernel
-    offset's elements with the cached output (so the output must not be
-    modified in place before backward).
+    The maximum is separable: first over the kw columns of every window row
+    (``row_max``), then over its kh rows, which takes kh + kw passes instead of
+    kh * kw. Backward routes each upstream gradient to the arg-max of its window
+    only; on ties the first maximal element in row-major window order wins (the
+    first row holding the maximum, then its first column). The arg-max is not
+    stored: backward finds it by comparing with the cached maxima, so the output
+    must not be modified in place before backward.
 
     Shape:
         x:   (N, C, H, W)
@@ -80,32 +82,63 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         self._check_input(x, (None, None, None))
-        out_hw, pads = self._geometry(*x.shape[2:])
+        (ho, wo), pads = self._geometry(*x.shape[2:])
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
         xp = pad_nchw(x, pads, value=-np.inf)
-        windows = (xp[:, :, rows, cols] for _, _, (rows, cols) in self._offsets(out_hw))
-        out = next(windows).copy(order="K")
-        for window in windows:
-            np.maximum(out, window, out=out)
-        self._save_for_backward(x.shape, pads, xp, out)
+        cols = [slice(j, j + sw * (wo - 1) + 1, sw) for j in range(kw)]
+        rows = [slice(i, i + sh * (ho - 1) + 1, sh) for i in range(kh)]
+        row_max = _running_max(xp[:, :, :, c] for c in cols)   # (N, C, Hp, Wo)
+        out = _running_max(row_max[:, :, r, :] for r in rows)  # (N, C, Ho, Wo)
+        self._save_for_backward(x.shape, pads, xp, row_max, out)
         return out
 
     def backward(self, dout):
-        x_shape, pads, xp, out = self._saved()
+        x_shape, pads, xp, row_max, out = self._saved()
         self._check_dout(dout, out.shape)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        disjoint = sh >= kh and sw >= kw
-        taken = np.zeros(out.shape, dtype=bool)
-        hit = np.empty(out.shape, dtype=bool)
+        ho, wo = out.shape[2:]
+        cols = [slice(j, j + sw * (wo - 1) + 1, sw) for j in range(kw)]
+        rows = [slice(i, i + sh * (ho - 1) + 1, sh) for i in range(kh)]
+        # rows: each window's gradient goes to the first of its rows that holds the maximum
+        drow = _zeros_like_layout(row_max)
+        _route_first_max([row_max[:, :, r, :] for r in rows], out, dout,
+                         [drow[:, :, r, :] for r in rows], overlap=sh < kh)
+        # columns: each row maximum's gradient goes to its first maximal column
+        n, c, h, w = x_shape
+        top, bottom, left, right = pads
+        dxp = _zeros_like_layout(xp)
+        _route_first_max([xp[:, :, :, col] for col in cols], row_max, drow,
+                         [dxp[:, :, :, col] for col in cols], overlap=sw < kw)
+        return dxp[:, :, top:top + h, left:left + w], {}
 
-        def route(k, rows, cols, target):
-            np.equal(xp[:, :, rows, cols], out, out=hit)
-            np.greater(hit, taken, out=hit)  # hit and not taken: the first maximum only
-            taken[...] |= hit
-            if disjoint:  # each input element is in one window at most
-                np.multiply(dout, hit, out=target)
-            else:
-                target += dout * hit
-        return _fold(self, dout, x_shape, pads, route), {}
+
+def _running_max(views):
+    views = iter(views)
+    out = next(views).copy(order="K")  # order K keeps channel-major memory channel-major
+    for v in views:
+        np.maximum(out, v, out=out)
+    return out
+
+
+def _zeros_like_layout(x):
+    """Zeros of x's NCHW shape in channel-major (C, N, H, W) memory."""
+    n, c, h, w = x.shape
+    return np.zeros((c, n, h, w), dtype=x.dtype).transpose(1, 0, 2, 3)
+
+
+def _route_first_max(candidates, maxima, grad, targets, overlap):
+    """Send ``grad`` to the first candidate equal to ``maxima``, writing into
+    ``targets`` (or adding, when windows overlap and targets share elements)."""
+    taken = np.zeros(maxima.shape, dtype=bool)
+    hit = np.empty(maxima.shape, dtype=bool)
+    for cand, target in zip(candidates, targets):
+        np.equal(cand, maxima, out=hit)
+        np.greater(hit, taken, out=hit)  # hit and not yet taken
+        taken |= hit
+        if overlap:
+            target += grad * hit
+        else:
+            np.multiply(grad, hit, out=target)
 
 
 class AvgPool2D(_Pool2D):
