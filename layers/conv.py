@@ -6,6 +6,9 @@ from .im2col import as_padding, as_pair, col2im, im2col, output_size, pad_nchw
 from .init import initialize, make_rng
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+# eval mode keeps nothing for backward, so it unfolds in chunks small enough that the
+# allocator reuses their memory from call to call instead of mapping fresh pages
+EVAL_CHUNK_BYTES = 16 * 2**20
 
 
 class Conv2D(Layer):
@@ -122,7 +125,8 @@ class Conv2D(Layer):
     def _chunk(self, n, ho, wo, itemsize):
         kh, kw = self.kernel_size
         per_sample = self.in_channels * kh * kw * ho * wo * itemsize
-        return max(1, min(n, self.workspace_bytes // per_sample))
+        limit = self.workspace_bytes if self.training else min(self.workspace_bytes, EVAL_CHUNK_BYTES)
+        return max(1, min(n, limit // per_sample))
 
     def _unfold(self, xp, out_hw, key):
         """im2col into a reused workspace (or a fresh array in eval mode)."""
