@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .im2col import as_padding, as_pair, col2im, im2col, output_size, pad_nchw
+from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw
 from .init import initialize, make_rng
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
@@ -29,9 +29,9 @@ class Conv2D(Layer):
         weight: (out_channels, in_channels // groups, kh, kw)
         bias:   (out_channels,)
 
-    The output is an NCHW array backed by channel-major ``(C_out, N, Ho, Wo)``
+    The output is an NCHW array backed by batch-innermost ``(C_out, Ho, Wo, N)``
     memory, which is what the matrix product writes; the next layer reads it
-    through its strides, so no transpose is ever copied.
+    through its strides, so no transpose is ever copied (see ``layers/im2col.py``).
 
     The unfolded matrix is processed in batch chunks no larger than
     ``workspace_bytes``; when the whole batch fits, it is kept for backward,
@@ -128,76 +128,77 @@ class Conv2D(Layer):
         limit = self.workspace_bytes if self.training else min(self.workspace_bytes, EVAL_CHUNK_BYTES)
         return max(1, min(n, limit // per_sample))
 
-    def _unfold(self, xp, out_hw, key):
-        """im2col into a reused workspace (or a fresh array in eval mode)."""
+    def _unfold(self, xp, out_hw):
+        """im2col into a reused workspace (a fresh array in eval mode), as a
+        ``(G, C/G*kh*kw, Ho*Wo*n)`` matrix per group."""
         c, (kh, kw), n = self.in_channels, self.kernel_size, xp.shape[0]
-        out = self._buffer(key, (c, kh, kw, n) + out_hw, xp.dtype) if self.training else None
-        if self._pointwise:
-            out = None  # no unfolding: a view of x when its memory is channel-major
-        return im2col(xp, self.kernel_size, self.stride, self.dilation, out_hw, out=out)
+        out = None
+        if self.training and not self._pointwise:
+            out = self._buffer("cols", (c, kh, kw) + out_hw + (n,), xp.dtype)
+        cols = im2col(xp, self.kernel_size, self.stride, self.dilation, out_hw, out=out)
+        return cols.reshape(self.groups, -1, out_hw[0] * out_hw[1] * n)
 
     def forward(self, x):
         self._check_input(x, (self.in_channels, None, None))
         n, _, h, w = x.shape
         ho, wo = self._out_hw(h, w)
-        g = self.groups
-        weight = self.params["weight"].astype(x.dtype, copy=False).reshape(g, self.out_channels // g, -1)
-        xp = pad_nchw(x, self.pads)
-        out = np.empty((self.out_channels, n, ho, wo), dtype=x.dtype)
+        g, og = self.groups, self.out_channels // self.groups
+        weight = self.params["weight"].astype(x.dtype, copy=False).reshape(g, og, -1)
+        xp = pad_nchw(x, self.pads)  # (C, Hp, Wp, N) memory
+        out = empty_chwn(n, self.out_channels, ho, wo, x.dtype)
+        out_mem = out.transpose(1, 2, 3, 0)  # (C_out, Ho, Wo, N)
         chunk = self._chunk(n, ho, wo, x.dtype.itemsize)
         for n0 in range(0, n, chunk):
-            cols = self._unfold(xp[n0:n0 + chunk], (ho, wo), "cols")
-            # (C, kh, kw, n, Ho, Wo) -> (G, C/G*kh*kw, n*Ho*Wo)
-            cols2 = cols.reshape(g, weight.shape[2], -1)
-            out_chunk = out[:, n0:n0 + chunk].reshape(g, self.out_channels // g, -1)
-            np.matmul(weight, cols2, out=out_chunk)
+            cols = self._unfold(xp[n0:n0 + chunk], (ho, wo))
+            if chunk >= n:
+                np.matmul(weight, cols, out=out_mem.reshape(g, og, -1))
+            else:  # a batch slice of (C_out, Ho, Wo, N) is not one matrix: write through a copy
+                out_mem[..., n0:n0 + chunk] = (weight @ cols).reshape(self.out_channels, ho, wo, -1)
         if self.use_bias:
-            out += self.params["bias"].astype(x.dtype, copy=False).reshape(-1, 1, 1, 1)
+            out_mem += self.params["bias"].astype(x.dtype, copy=False).reshape(-1, 1, 1, 1)
         if chunk >= n:
-            self._save_for_backward(x.shape, None, cols2)
+            self._save_for_backward(x.shape, None, cols)
         else:
             self._save_for_backward(x.shape, xp, None)
-        return out.transpose(1, 0, 2, 3)
+        return out
 
     def backward(self, dout):
-        x_shape, xp, cols2 = self._saved()
+        x_shape, xp, cols = self._saved()
         n, c, h, w = x_shape
         ho, wo = self._out_hw(h, w)
         self._check_dout(dout, (n, self.out_channels, ho, wo))
-        g, (kh, kw) = self.groups, self.kernel_size
+        g, og, (kh, kw) = self.groups, self.out_channels // self.groups, self.kernel_size
         top, _, left, _ = self.pads
         padded_hw = (h + self.pads[0] + self.pads[1], w + self.pads[2] + self.pads[3])
-        weight = self.params["weight"].astype(dout.dtype, copy=False).reshape(g, self.out_channels // g, -1)
-        # (N, C_out, Ho, Wo) -> (C_out, N, Ho, Wo): free when dout is channel-major in memory
-        dout_cn = dout.transpose(1, 0, 2, 3)
+        weight = self.params["weight"].astype(dout.dtype, copy=False).reshape(g, og, -1)
+        # (N, C_out, Ho, Wo) -> (C_out, Ho, Wo, N): free when dout has this layer's output layout
+        dout_mem = dout.transpose(1, 2, 3, 0)
         dweight = np.zeros_like(weight)
-        whole_batch = cols2 is not None
-        dx = dx_cn = None
+        whole_batch = cols is not None
+        dx = None
         if self.input_grad and not whole_batch:
-            dx_cn = np.empty((c, n, h, w), dtype=dout.dtype)
+            dx = empty_chwn(n, c, h, w, dout.dtype)
         chunk = n if whole_batch else self._chunk(n, ho, wo, dout.dtype.itemsize)
         for n0 in range(0, n, chunk):
             nb = min(chunk, n - n0)
             if not whole_batch:
-                cols2 = self._unfold(xp[n0:n0 + nb], (ho, wo), "cols").reshape(g, weight.shape[2], -1)
-            dout_g = dout_cn[:, n0:n0 + nb].reshape(g, self.out_channels // g, -1)
-            dweight += dout_g @ cols2.transpose(0, 2, 1)
+                cols = self._unfold(xp[n0:n0 + nb], (ho, wo))
+            dout_g = dout_mem[..., n0:n0 + nb].reshape(g, og, -1)
+            dweight += dout_g @ cols.transpose(0, 2, 1)
             if not self.input_grad:
                 continue
             # a 1x1 stride-1 fold returns dcols itself as dx, so it must not be a workspace
-            dcols = np.empty(cols2.shape, dout.dtype) if self._pointwise \
-                else self._buffer("dcols", cols2.shape, dout.dtype)
+            dcols = np.empty(cols.shape, dout.dtype) if self._pointwise \
+                else self._buffer("dcols", cols.shape, dout.dtype)
             np.matmul(weight.transpose(0, 2, 1), dout_g, out=dcols)
-            dxp = col2im(dcols.reshape(c, kh, kw, nb, ho, wo), padded_hw,
+            dxp = col2im(dcols.reshape(c, kh, kw, ho, wo, nb), padded_hw,
                          self.kernel_size, self.stride, self.dilation)
             crop = dxp[:, :, top:top + h, left:left + w]
             if whole_batch:
                 dx = crop
             else:
-                dx_cn[:, n0:n0 + nb] = crop.transpose(1, 0, 2, 3)
-        if dx_cn is not None:
-            dx = dx_cn.transpose(1, 0, 2, 3)
+                dx[n0:n0 + nb] = crop
         grads = {"weight": dweight.reshape(self.params["weight"].shape)}
         if self.use_bias:
-            grads["bias"] = dout_cn.sum(axis=(1, 2, 3))
+            grads["bias"] = dout_mem.sum(axis=(1, 2, 3))
         return dx, grads

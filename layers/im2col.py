@@ -1,15 +1,16 @@
 """Unfold (im2col) and fold (col2im) kernels shared by every convolution-like layer.
 
-Pure functions, no state. Images are NCHW arrays of any strides. The unfolded
-matrix is laid out channel-major, ``(C, kh, kw, N, Ho, Wo)``: reshaped to
-``(C*kh*kw, N*Ho*Wo)`` it is the right operand of one matrix product with the
-``(C_out, C*kh*kw)`` weight, its rows read contiguously, and the product comes out
-as ``(C_out, N, Ho, Wo)`` memory, which is returned to the caller as an NCHW view.
+Pure functions, no state. Images are NCHW arrays of any strides; the arrays made
+here keep their memory batch-innermost, ``(C, H, W, N)``, and are handed out as
+NCHW views of it. The unfolded matrix is ``(C, kh, kw, Ho, Wo, N)``: reshaped to
+``(C*kh*kw, Ho*Wo*N)`` it is the right operand of one matrix product with the
+``(C_out, C*kh*kw)`` weight, and the product comes out as ``(C_out, Ho, Wo, N)``
+memory, the same layout again. With the batch innermost, every copy and every
+strided addition below runs over whole rows of ``Wo*N`` contiguous elements
+instead of rows of ``Wo``, which is what keeps numpy's per-row overhead small.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-
-
 def output_size(size, kernel, stride, pad_before, pad_after, dilation=1, ceil_mode=False):
     """Output length of a sliding window over ``size`` padded elements.
 
@@ -28,19 +29,36 @@ def output_size(size, kernel, stride, pad_before, pad_after, dilation=1, ceil_mo
     return out
 
 
+def empty_chwn(n, c, h, w, dtype, fill=None):
+    """An NCHW array of shape (n, c, h, w) backed by (C, H, W, N) memory."""
+    if fill is None:
+        buf = np.empty((c, h, w, n), dtype=dtype)
+    elif fill == 0:
+        buf = np.zeros((c, h, w, n), dtype=dtype)
+    else:
+        buf = np.full((c, h, w, n), fill, dtype=dtype)
+    return buf.transpose(3, 0, 1, 2)
+
+
+def is_chwn(x):
+    """True when the NCHW array ``x`` is contiguous (C, H, W, N) memory."""
+    return x.transpose(1, 2, 3, 0).flags.c_contiguous
+
+
 def pad_nchw(x, pads, value=0.0):
     """Pad H and W of an NCHW array by ``pads = (top, bottom, left, right)``.
 
-    The result has channel-major ``(C, N, Hp, Wp)`` memory (returned as an NCHW
-    view), the layout the unfolding reads fastest. Without padding, ``x`` itself.
+    The result has batch-innermost (C, H, W, N) memory. ``x`` itself comes back
+    when there is nothing to pad and it already has that layout.
     """
     top, bottom, left, right = pads
-    if not (top or bottom or left or right):
+    if not (top or bottom or left or right) and is_chwn(x):
         return x
     n, c, h, w = x.shape
-    buf = np.full((c, n, h + top + bottom, w + left + right), value, dtype=x.dtype)
-    buf[:, :, top:top + h, left:left + w] = x.transpose(1, 0, 2, 3)
-    return buf.transpose(1, 0, 2, 3)
+    fill = value if (top or bottom or left or right) else None
+    xp = empty_chwn(n, c, h + top + bottom, w + left + right, x.dtype, fill)
+    xp[:, :, top:top + h, left:left + w] = x
+    return xp
 
 
 def window_view(xp, kernel, stride, dilation, out_hw):
@@ -63,38 +81,38 @@ def offset_slices(kernel, stride, dilation, out_hw):
 
 
 def im2col(xp, kernel, stride, dilation, out_hw, out=None):
-    """Unfold padded ``xp`` (N, C, Hp, Wp) into ``(C, kh, kw, N, Ho, Wo)``.
+    """Unfold padded ``xp`` (N, C, Hp, Wp) into ``(C, kh, kw, Ho, Wo, N)``.
 
     ``out`` may be a preallocated buffer of that shape and dtype (a reused
     workspace). A 1x1 kernel with stride 1 needs no unfolding: the result is a
-    view of ``xp`` whenever its memory is already channel-major.
+    view of ``xp`` (contiguous when ``xp`` has (C, H, W, N) memory).
     """
     n, c = xp.shape[:2]
     (kh, kw), (ho, wo) = kernel, out_hw
     if (kh, kw) == (1, 1) and tuple(stride) == (1, 1) and out is None:
-        return xp.transpose(1, 0, 2, 3)[:, None, None, :, :ho, :wo]
+        return xp.transpose(1, 2, 3, 0)[:, None, None, :ho, :wo]
     if out is None:
-        out = np.empty((c, kh, kw, n, ho, wo), dtype=xp.dtype)
-    # (N, C, Ho, Wo, kh, kw) -> (C, kh, kw, N, Ho, Wo): rows of Wo stay contiguous
-    np.copyto(out, window_view(xp, kernel, stride, dilation, out_hw).transpose(1, 4, 5, 0, 2, 3))
+        out = np.empty((c, kh, kw, ho, wo, n), dtype=xp.dtype)
+    # (N, C, Ho, Wo, kh, kw) -> (C, kh, kw, Ho, Wo, N)
+    np.copyto(out, window_view(xp, kernel, stride, dilation, out_hw).transpose(1, 4, 5, 2, 3, 0))
     return out
 
 
 def col2im(cols, padded_hw, kernel, stride, dilation):
-    """Fold ``cols`` (C, kh, kw, N, Ho, Wo) back into a padded image: the adjoint of im2col.
+    """Fold ``cols`` (C, kh, kw, Ho, Wo, N) back into a padded image: the adjoint of im2col.
 
     Every input element receives the sum of the columns that read it, done as
     kh*kw strided slice-additions. Returns NCHW ``(N, C, Hp, Wp)`` backed by
-    channel-major memory.
+    (C, Hp, Wp, N) memory.
     """
-    c, kh, kw, n, ho, wo = cols.shape
+    c, kh, kw, ho, wo, n = cols.shape
     hp, wp = padded_hw
     if (kh, kw) == (1, 1) and tuple(stride) == (1, 1) and (ho, wo) == (hp, wp):
-        return cols[:, 0, 0].transpose(1, 0, 2, 3)
-    dx = np.zeros((c, n, hp, wp), dtype=cols.dtype)
+        return cols[:, 0, 0].transpose(3, 0, 1, 2)
+    dx = np.zeros((c, hp, wp, n), dtype=cols.dtype)
     for i, j, (rows, columns) in offset_slices(kernel, stride, dilation, (ho, wo)):
-        dx[:, :, rows, columns] += cols[:, i, j]
-    return dx.transpose(1, 0, 2, 3)
+        dx[:, rows, columns] += cols[:, i, j]
+    return dx.transpose(3, 0, 1, 2)
 
 
 def as_pair(value, name, layer):

@@ -43,28 +43,36 @@ class _BatchNorm(Layer):
         n = math.prod(input_shape)
         return {"forward_flops": 7 * n, "backward_flops": 8 * n, "cache_bytes": 4 * n}
 
-    def _rows(self, x):
-        """(N, C, *) -> (C, M) with one row per channel: a free view when the memory is
-        channel-major (as Conv2D and BatchNorm2D outputs are), else one copy."""
-        return np.moveaxis(x, 1, 0).reshape(self.num_features, -1)
+    @staticmethod
+    def _order(x):
+        """Channel axis first, then the other axes from the largest stride to the smallest:
+        the order in which ``x``'s memory is laid out when the channel axis is outermost."""
+        rest = sorted((a for a in range(x.ndim) if a != 1), key=lambda a: -x.strides[a])
+        return (1, *rest)
 
-    def _unrows(self, rows, shape):
-        """(C, M) -> (N, C, *) view of the same channel-major memory."""
-        return np.moveaxis(rows.reshape((shape[1], shape[0]) + shape[2:]), 0, 1)
+    def _rows(self, x, order):
+        """(N, C, *) -> (C, M), one row per channel: a free view when channels are the
+        outermost axis of the memory (as Conv2D's (C, H, W, N) outputs are), else a copy."""
+        return x.transpose(order).reshape(self.num_features, -1)
+
+    def _unrows(self, rows, shape, order):
+        """(C, M) -> (N, C, *) view of the same memory (inverse of :meth:`_rows`)."""
+        return rows.reshape(tuple(shape[a] for a in order)).transpose(np.argsort(order))
 
     def forward(self, x):
         self._check_input(x, (self.num_features,) + (None,) * self._spatial_dims)
         dt = x.dtype.type
         weight = self.params["weight"].astype(x.dtype)[:, None]
         bias = self.params["bias"].astype(x.dtype)[:, None]
-        rows = self._rows(x)
+        order = self._order(x)
+        rows = self._rows(x, order)
         if not self.training:
             self._save_for_backward()  # eval mode: drops any earlier cache
             scale = weight / np.sqrt(self.buffers["running_var"].astype(x.dtype)[:, None] + dt(self.eps))
             shift = bias - self.buffers["running_mean"].astype(x.dtype)[:, None] * scale
             out = rows * scale
             out += shift
-            return self._unrows(out, x.shape)
+            return self._unrows(out, x.shape, order)
         n = rows.shape[1]
         if n < 2:
             raise ValueError(f"{type(self).__name__}: training needs more than one value per "
@@ -80,13 +88,13 @@ class _BatchNorm(Layer):
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
         rm[...] = (1 - m) * rm + m * mean
         rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
-        self._save_for_backward(xhat, inv_std, x.shape)
-        return self._unrows(out, x.shape)
+        self._save_for_backward(xhat, inv_std, x.shape, order)
+        return self._unrows(out, x.shape, order)
 
     def backward(self, dout):
-        xhat, inv_std, shape = self._saved()
+        xhat, inv_std, shape, order = self._saved()
         self._check_dout(dout, shape)
-        drows = self._rows(dout)
+        drows = self._rows(dout, order)
         n = xhat.shape[1]
         dbias = drows.sum(axis=1)
         dweight = np.einsum("ij,ij->i", drows, xhat)
@@ -95,7 +103,7 @@ class _BatchNorm(Layer):
         dx = drows * scale[:, None]
         dx -= xhat * (scale * dweight / n)[:, None]
         dx -= (scale * dbias / n)[:, None]
-        return self._unrows(dx, shape), {"weight": dweight, "bias": dbias}
+        return self._unrows(dx, shape, order), {"weight": dweight, "bias": dbias}
 
 
 class BatchNorm1D(_BatchNorm):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .base import Layer
-from .im2col import as_pair, as_padding, offset_slices, output_size, pad_nchw
+from .im2col import as_pair, as_padding, empty_chwn, offset_slices, output_size, pad_nchw
 
 
 class _Pool2D(Layer):
@@ -114,23 +114,22 @@ class MaxPool2D(_Pool2D):
 
 def _running_max(views):
     views = iter(views)
-    out = next(views).copy(order="K")  # order K keeps channel-major memory channel-major
+    out = next(views).copy(order="K")  # order K keeps the (C, H, W, N) memory layout
     for v in views:
         np.maximum(out, v, out=out)
     return out
 
 
 def _zeros_like_layout(x):
-    """Zeros of x's NCHW shape in channel-major (C, N, H, W) memory."""
-    n, c, h, w = x.shape
-    return np.zeros((c, n, h, w), dtype=x.dtype).transpose(1, 0, 2, 3)
+    """Zeros of x's NCHW shape in the (C, H, W, N) memory of the im2col module."""
+    return empty_chwn(*x.shape, x.dtype, fill=0)
 
 
 def _route_first_max(candidates, maxima, grad, targets, overlap):
     """Send ``grad`` to the first candidate equal to ``maxima``, writing into
     ``targets`` (or adding, when windows overlap and targets share elements)."""
-    taken = np.zeros(maxima.shape, dtype=bool)
-    hit = np.empty(maxima.shape, dtype=bool)
+    taken = np.zeros_like(maxima, dtype=bool)  # *_like keeps the memory layout
+    hit = np.empty_like(maxima, dtype=bool)
     for cand, target in zip(candidates, targets):
         np.equal(cand, maxima, out=hit)
         np.greater(hit, taken, out=hit)  # hit and not yet taken
@@ -188,7 +187,7 @@ def _fold(pool, dout, x_shape, pads, route):
     k's share of ``dout`` into ``target``, the padded input's slice at that offset."""
     n, c, h, w = x_shape
     top, bottom, left, right = pads
-    dxp = np.zeros((c, n, h + top + bottom, w + left + right), dtype=dout.dtype).transpose(1, 0, 2, 3)
+    dxp = empty_chwn(n, c, h + top + bottom, w + left + right, dout.dtype, fill=0)
     for k, (_, _, (rows, cols)) in enumerate(pool._offsets(dout.shape[2:])):
         route(k, rows, cols, dxp[:, :, rows, cols])
     return dxp[:, :, top:top + h, left:left + w]
@@ -219,6 +218,7 @@ class GlobalAvgPool2D(Layer):
     def backward(self, dout):
         (x_shape,) = self._saved()
         self._check_dout(dout, x_shape[:2])
-        n, c, h, w = x_shape
-        scale = dout.dtype.type(1.0 / (h * w))
-        return np.broadcast_to((dout * scale)[:, :, None, None], x_shape).copy(), {}
+        scale = dout.dtype.type(1.0 / (x_shape[2] * x_shape[3]))
+        dx = empty_chwn(*x_shape, dout.dtype)
+        dx[...] = (dout * scale)[:, :, None, None]
+        return dx, {}

@@ -1,6 +1,8 @@
 """Layers that only change the shape of the data."""
 import math
 
+import numpy as np
+
 from .base import Layer
 
 
@@ -22,10 +24,14 @@ class Flatten(Layer):
         self._check_input(x)
         if x.ndim < 2:
             raise ValueError(f"Flatten: expected input of shape (N, ...) with rank >= 2, got {x.shape}")
-        self._save_for_backward(x.shape)
+        self._save_for_backward(x)  # a reference, for its shape and memory layout
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
-        (shape,) = self._saved()
-        self._check_dout(dout, (shape[0], math.prod(shape[1:])))
-        return dout.reshape(shape), {}
+        (x,) = self._saved()
+        self._check_dout(dout, (x.shape[0], math.prod(x.shape[1:])))
+        # hand the gradient back in the input's memory layout, so that the layer
+        # before reads it in the order it reads its own arrays
+        dx = np.empty_like(x, dtype=dout.dtype)
+        dx[...] = dout.reshape(x.shape)
+        return dx, {}
