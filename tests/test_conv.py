@@ -205,3 +205,28 @@ def test_bad_inputs_name_the_layer(rng):
     with pytest.raises(ValueError, match="upstream gradient"):
         layer.backward(np.zeros((1, 4, 3, 3), np.float32))
     assert out.shape == (1, 4, 4, 4)
+
+
+def test_output_memory_is_batch_innermost(rng):
+    layer = Conv2D(3, 4, 3, padding=1, rng=rng)
+    out = layer.forward(rng.standard_normal((5, 3, 6, 6)).astype(np.float32))
+    from layers.im2col import is_chwn
+    assert is_chwn(out)
+    # the next convolution reads it without a padding/layout copy
+    from layers.im2col import pad_nchw
+    assert pad_nchw(out, (0, 0, 0, 0)) is out
+
+
+def test_input_grad_false_skips_dx_only(rng):
+    a = Conv2D(2, 3, 3, padding=1, rng=rng)
+    b = Conv2D(2, 3, 3, padding=1, rng=rng)
+    b.params = {k: v.copy() for k, v in a.params.items()}
+    b.input_grad = False
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    dout = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    a.forward(x)
+    b.forward(x)
+    (dxa, ga), (dxb, gb) = a.backward(dout), b.backward(dout)
+    assert dxa.shape == x.shape and dxb is None
+    for k in ga:
+        np.testing.assert_array_equal(ga[k], gb[k])

@@ -163,3 +163,12 @@ def test_summary_reports_flops_and_cache(rng):
     assert "3.42k" in conv_row and "3.16 KiB" in conv_row
     total = model.cost((1, 5, 5))
     assert total["forward_flops"] == 342 + 18 + 2 * 18 * 4 + 4
+
+
+def test_input_grad_false_on_sequential(rng):
+    model = small_cnn(rng)
+    model.input_grad = False
+    assert model.layers[0].input_grad is False and model.input_grad is False
+    out = model.forward(rng.standard_normal((2, 1, 8, 8)).astype(np.float32))
+    dx, grads = model.backward(np.ones_like(out))
+    assert dx is None and list(grads) == list(model.params)
