@@ -106,3 +106,33 @@ def test_dataset_download_through_mirrors(server, tmp_path, monkeypatch):
     with pytest.raises(data.DataFileError):
         path("mnist", "train", tmp_path, mirrors=[f"{server}/good/"])  # labels file has image magic
     assert sorted(os.listdir(tmp_path / "mnist")) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+
+def test_cifar_archive_download_verified_by_md5(tmp_path, monkeypatch):
+    from fixtures import write_cifar_archive
+    served = tmp_path / "served"
+    archive = write_cifar_archive(served, per_batch=10)
+    digest = hashlib.md5(open(archive, "rb").read()).hexdigest()
+
+    class ArchiveHandler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+        data_dir = tmp_path / "data"
+        with pytest.raises(DownloadError, match="checksum mismatch"):  # the real archive's MD5
+            data.load_cifar10(data_dir, mirrors=[url])
+        assert os.listdir(data_dir / "cifar10") == []
+        monkeypatch.setattr(data.cifar, "ARCHIVE_MD5", digest)
+        (x, y), (xt, yt) = data.load_cifar10(data_dir, mirrors=[url])
+        assert x.shape == (50, 3, 32, 32) and xt.shape == (10, 3, 32, 32)
+        assert os.listdir(data_dir / "cifar10") == ["cifar-10-binary.tar.gz"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
