@@ -13,14 +13,14 @@ under ``no_grad``) and the ratio npnet / PyTorch of forward+backward.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from layers import Conv2D, MaxPool2D  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 CASES = [  # name, batch, (C, H, W), layer factory
     ("conv 1->20 5x5 (N64 28x28)", 64, (1, 28, 28), lambda r: Conv2D(1, 20, 5, rng=r)),
@@ -29,17 +29,6 @@ CASES = [  # name, batch, (C, H, W), layer factory
     ("conv 64->64 3x3 p1 (N128 14x14)", 128, (64, 14, 14), lambda r: Conv2D(64, 64, 3, padding=1, rng=r)),
     ("maxpool 2x2/2 (N64 C20 24x24)", 64, (20, 24, 24), lambda r: MaxPool2D(2)),
 ]
-
-
-def median_ms(fn, repeat):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def conv_flops(layer, batch, out_hw):
@@ -58,26 +47,25 @@ def product_times(layer, x, dout, repeat):
     w = layer.params["weight"].reshape(layer.out_channels, -1)
     d = dout.transpose(1, 0, 2, 3).reshape(layer.out_channels, -1)
     dcols = np.empty(cols.shape, np.float32)
-    inside = median_ms(lambda: (w @ cols, d @ cols.T, np.matmul(w.T, d, out=dcols)), repeat)
+    inside = median_ms(lambda: (w @ cols, d @ cols.T, np.matmul(w.T, d, out=dcols)), repeat=repeat)
     rng = np.random.default_rng(0)
     w2, c2, d2 = (rng.standard_normal(a.shape).astype(np.float32) for a in (w, cols, d))
-    alone = median_ms(lambda: (w2 @ c2, d2 @ c2.T, np.matmul(w2.T, d2, out=dcols)), repeat)
+    alone = median_ms(lambda: (w2 @ c2, d2 @ c2.T, np.matmul(w2.T, d2, out=dcols)), repeat=repeat)
     return inside, alone
 
 
 def torch_ms(layer, x, repeat):
     import torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from torch_equiv import to_torch
     module = to_torch(layer)
     tx = torch.from_numpy(x).requires_grad_(True)
     with torch.no_grad():
-        fwd = median_ms(lambda: module(tx), repeat)
+        fwd = median_ms(lambda: module(tx), repeat=repeat)
 
     def step():
         out = module(tx)
         out.backward(torch.ones_like(out))
-    return fwd, median_ms(step, repeat)
+    return fwd, median_ms(step, repeat=repeat)
 
 
 def main():
@@ -101,11 +89,15 @@ def main():
         layer = factory(rng)
         x = rng.standard_normal((batch,) + shape).astype(np.float32)
         layer.eval()
-        fwd = median_ms(lambda: layer.forward(x), args.repeat)
+        fwd = median_ms(lambda: layer.forward(x), repeat=args.repeat)
         layer.train()
         out = layer.forward(x)
         dout = np.ones_like(out)
-        both = median_ms(lambda: layer.backward(dout) if layer.forward(x) is not None else None, args.repeat)
+
+        def step():
+            layer.forward(x)
+            layer.backward(dout)
+        both = median_ms(step, repeat=args.repeat)
         line = f"{name:<34}{fwd:>8.2f}{both:>8.2f}{batch / both * 1000:>8.0f}"
         if isinstance(layer, Conv2D):
             flops = 3 * conv_flops(layer, batch, out.shape[2:])

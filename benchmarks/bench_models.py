@@ -12,13 +12,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
 
 NETWORKS = {  # name: (builder, batch, input shape)
     "lenet": ("lenet", 64, (1, 28, 28)),
@@ -30,17 +30,6 @@ NETWORKS = {  # name: (builder, batch, input shape)
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def median_ms(fn, warmup, repeat):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def worker(framework, net, warmup, repeat):
@@ -107,7 +96,6 @@ def main():
     parser.add_argument("--net", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         print(json.dumps(worker(args.worker, args.net, args.warmup, args.repeat)))
         return
     try:

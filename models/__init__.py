@@ -5,4 +5,4 @@ from .branches import Multiply, Residual
 from .serialization import load, load_weights, save_model
 from . import zoo  # noqa: E402  (builders need the containers above)
 
-__all__ = ["Container", "Sequential", "Residual", "Multiply", "build_layer", "layer_spec", "load", "load_weights", "save_model"]
+__all__ = ["Container", "Sequential", "Residual", "Multiply", "zoo", "build_layer", "layer_spec", "load", "load_weights", "save_model"]

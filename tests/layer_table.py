@@ -6,7 +6,7 @@ no row builds.
 """
 import layers as L
 from examples.custom_layers import PReLU, Swish, gated_linear_unit
-from models import Multiply, Residual, Sequential
+from models import Residual, Sequential
 
 ROWS = [
     ("dense", lambda r: L.Dense(5, 4, rng=r), (3, 5)),
