@@ -50,14 +50,10 @@ class _Pool2D(Layer):
         return (input_shape[0],) + self._geometry(*input_shape[1:])[0]
 
     def cost(self, input_shape):
-        """kh*kw operations per output element each way; max-pooling keeps its input
-        (a reference, or the padded copy) and output for backward."""
-        out = self.output_shape(input_shape)
-        n_out = math.prod(out)
+        """Average pooling: kh*kw operations per output element each way, nothing cached."""
+        n_out = math.prod(self.output_shape(input_shape))
         k = self.kernel_size[0] * self.kernel_size[1]
-        cache = 4 * (math.prod(input_shape) + n_out) if isinstance(self, MaxPool2D) else 0
-        return {"forward_flops": k * n_out, "backward_flops": (3 if cache else 1) * k * n_out,
-                "cache_bytes": cache}
+        return {"forward_flops": k * n_out, "backward_flops": k * n_out, "cache_bytes": 0}
 
     def _offsets(self, out_hw):
         return offset_slices(self.kernel_size, self.stride, (1, 1), out_hw)
@@ -66,13 +62,12 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """Maximum over each window; padding counts as -inf.
 
-    The maximum is separable: first over the kw columns of every window row
-    (``row_max``), then over its kh rows, which takes kh + kw passes instead of
-    kh * kw. Backward routes each upstream gradient to the arg-max of its window
-    only; on ties the first maximal element in row-major window order wins (the
-    first row holding the maximum, then its first column). The arg-max is not
-    stored: backward finds it by comparing with the cached maxima, so the output
-    must not be modified in place before backward.
+    The maximum is separable: first over the kw columns of every window row,
+    then over the kh rows of those row maxima, which takes kh + kw passes
+    instead of kh * kw. Each pass also records which tap won (uint8), so
+    backward routes each upstream gradient to the arg-max of its window only;
+    on ties the first maximal element in row-major window order wins (the first
+    row holding the maximum, then that row's first maximal column).
 
     Shape:
         x:   (N, C, H, W)
@@ -80,64 +75,70 @@ class MaxPool2D(_Pool2D):
              (ceiling with ``ceil_mode``), Wo likewise
     """
 
+    def _taps(self, out_hw):
+        """Slices of the padded rows and columns that hold tap i (resp. j) of every window."""
+        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.stride, out_hw
+        rows = [slice(i, i + sh * (ho - 1) + 1, sh) for i in range(kh)]
+        cols = [slice(j, j + sw * (wo - 1) + 1, sw) for j in range(kw)]
+        return rows, cols
+
+    def cost(self, input_shape):
+        """kw comparisons per row maximum, kh per output, each way; one byte per row
+        maximum and per output is kept (the winning taps)."""
+        c, h, _ = input_shape
+        _, ho, wo = self.output_shape(input_shape)
+        (kh, kw) = self.kernel_size
+        row_max, n_out = c * h * wo, c * ho * wo
+        return {"forward_flops": kw * row_max + kh * n_out, "backward_flops": kw * row_max + kh * n_out,
+                "cache_bytes": row_max + n_out}
+
     def forward(self, x):
         self._check_input(x, (None, None, None))
-        (ho, wo), pads = self._geometry(*x.shape[2:])
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        out_hw, pads = self._geometry(*x.shape[2:])
+        rows, cols = self._taps(out_hw)
         xp = pad_nchw(x, pads, value=-np.inf)
-        cols = [slice(j, j + sw * (wo - 1) + 1, sw) for j in range(kw)]
-        rows = [slice(i, i + sh * (ho - 1) + 1, sh) for i in range(kh)]
-        row_max = _running_max(xp[:, :, :, c] for c in cols)   # (N, C, Hp, Wo)
-        out = _running_max(row_max[:, :, r, :] for r in rows)  # (N, C, Ho, Wo)
-        self._save_for_backward(x.shape, pads, xp, row_max, out)
+        row_max, col_tap = _max_and_tap([xp[:, :, :, c] for c in cols])   # (N, C, Hp, Wo)
+        out, row_tap = _max_and_tap([row_max[:, :, r, :] for r in rows])  # (N, C, Ho, Wo)
+        self._save_for_backward(x.shape, pads, col_tap, row_tap)
         return out
 
     def backward(self, dout):
-        x_shape, pads, xp, row_max, out = self._saved()
-        self._check_dout(dout, out.shape)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        ho, wo = out.shape[2:]
-        cols = [slice(j, j + sw * (wo - 1) + 1, sw) for j in range(kw)]
-        rows = [slice(i, i + sh * (ho - 1) + 1, sh) for i in range(kh)]
-        # rows: each window's gradient goes to the first of its rows that holds the maximum
-        drow = _zeros_like_layout(row_max)
-        _route_first_max([row_max[:, :, r, :] for r in rows], out, dout,
-                         [drow[:, :, r, :] for r in rows], overlap=sh < kh)
-        # columns: each row maximum's gradient goes to its first maximal column
+        x_shape, pads, col_tap, row_tap = self._saved()
+        self._check_dout(dout, row_tap.shape)
+        rows, cols = self._taps(row_tap.shape[2:])
+        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.stride, row_tap.shape[2:]
         n, c, h, w = x_shape
         top, bottom, left, right = pads
-        dxp = _zeros_like_layout(xp)
-        _route_first_max([xp[:, :, :, col] for col in cols], row_max, drow,
-                         [dxp[:, :, :, col] for col in cols], overlap=sw < kw)
+        hp, wp = h + top + bottom, w + left + right
+        # zero-fill only where some element receives nothing (windows leave gaps)
+        drow = empty_chwn(n, c, hp, wo, dout.dtype, fill=None if sh == kh and ho * kh == hp else 0)
+        _route(dout, row_tap, [drow[:, :, r, :] for r in rows], overlap=sh < kh)
+        dxp = empty_chwn(n, c, hp, wp, dout.dtype, fill=None if sw == kw and wo * kw == wp else 0)
+        _route(drow, col_tap, [dxp[:, :, :, col] for col in cols], overlap=sw < kw)
         return dxp[:, :, top:top + h, left:left + w], {}
 
 
-def _running_max(views):
-    views = iter(views)
-    out = next(views).copy(order="K")  # order K keeps the (C, H, W, N) memory layout
-    for v in views:
-        np.maximum(out, v, out=out)
-    return out
+def _max_and_tap(views):
+    """Element-wise maximum of ``views`` and the index of the first view holding it."""
+    if len(views) == 1:
+        return views[0].copy(order="K"), np.zeros_like(views[0], dtype=np.uint8)
+    # new arrays take the inputs' memory layout (C, H, W, N)
+    tap = (views[1] > views[0]).view(np.uint8)  # strict: on ties the earlier tap stays
+    best = np.maximum(views[0], views[1])
+    for t, v in enumerate(views[2:], start=2):
+        larger = v > best
+        np.maximum(best, v, out=best)
+        tap += larger * (np.uint8(t) - tap)  # tap = t where larger
+    return best, tap
 
 
-def _zeros_like_layout(x):
-    """Zeros of x's NCHW shape in the (C, H, W, N) memory of the im2col module."""
-    return empty_chwn(*x.shape, x.dtype, fill=0)
-
-
-def _route_first_max(candidates, maxima, grad, targets, overlap):
-    """Send ``grad`` to the first candidate equal to ``maxima``, writing into
-    ``targets`` (or adding, when windows overlap and targets share elements)."""
-    taken = np.zeros_like(maxima, dtype=bool)  # *_like keeps the memory layout
-    hit = np.empty_like(maxima, dtype=bool)
-    for cand, target in zip(candidates, targets):
-        np.equal(cand, maxima, out=hit)
-        np.greater(hit, taken, out=hit)  # hit and not yet taken
-        taken |= hit
+def _route(grad, tap, targets, overlap):
+    """Send ``grad`` to ``targets[tap]``: written, or added when windows overlap."""
+    for t, target in enumerate(targets):
         if overlap:
-            target += grad * hit
+            target += grad * (tap == t)
         else:
-            np.multiply(grad, hit, out=target)
+            np.multiply(grad, tap == t, out=target)
 
 
 class AvgPool2D(_Pool2D):
