@@ -14,6 +14,7 @@ from tqdm import tqdm
 import data
 import models
 from layers import SoftmaxCrossEntropy
+from layers.allocator import keep_freed_memory
 from models import zoo
 from models.diagnostics import Diagnostics, first_nonfinite, named_layers
 from models.serialization import assign_model_arrays, model_arrays, read_archive, write_archive
@@ -235,6 +236,8 @@ def train(args):
         log.info("%s", report(yte, pred, classes))
         return acc
 
+    if keep_freed_memory():
+        log.debug("glibc malloc set to keep freed memory for reuse")
     rng = np.random.default_rng(args.seed)
     model = zoo.build(args.model, input_shape, len(classes), rng=rng)
     model.input_grad = False

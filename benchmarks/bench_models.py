@@ -32,7 +32,10 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(framework, net, warmup, repeat):
+def worker(framework, net, warmup, repeat, default_malloc):
+    if not default_malloc:
+        from layers.allocator import keep_freed_memory
+        keep_freed_memory()
     import numpy as np
     from models import zoo
     from layers import SoftmaxCrossEntropy
@@ -79,9 +82,9 @@ def worker(framework, net, warmup, repeat):
     return {"train_ms": train_ms, "infer_ms": infer_ms, "batch": batch, "peak_mb": peak_rss_mb()}
 
 
-def run_worker(framework, net, warmup, repeat):
+def run_worker(framework, net, warmup, repeat, default_malloc):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--net", net,
-           "--warmup", str(warmup), "--repeat", str(repeat)]
+           "--warmup", str(warmup), "--repeat", str(repeat)] + (["--default-malloc"] if default_malloc else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -92,29 +95,33 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (train.py keeps freed memory mapped; "
+                             "by default both frameworks run with that setting here)")
     parser.add_argument("--worker", choices=["npnet", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.net, args.warmup, args.repeat)))
+        print(json.dumps(worker(args.worker, args.net, args.warmup, args.repeat, args.default_malloc)))
         return
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (only whether it is installed)
         have_torch = not args.no_torch
     except ImportError:
         have_torch = False
-    print(f"cores: {os.cpu_count()}  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"cores: {os.cpu_count()}  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}  "
+          f"malloc: {'default' if args.default_malloc else 'keeps freed memory (as train.py)'}")
     head = f"{'network':<15}{'batch':>6}{'npnet ms':>10}{'img/s':>8}{'eval img/s':>11}{'peak MB':>9}"
     if have_torch:
         head += f"{'torch ms':>10}{'img/s':>8}{'eval img/s':>11}{'ratio':>7}{'eval ratio':>11}"
     print(head)
     for net in args.nets:
-        r = run_worker("npnet", net, args.warmup, args.repeat)
+        r = run_worker("npnet", net, args.warmup, args.repeat, args.default_malloc)
         b = r["batch"]
         line = (f"{net:<15}{b:>6}{r['train_ms']:>10.1f}{b / r['train_ms'] * 1000:>8.0f}"
                 f"{b / r['infer_ms'] * 1000:>11.0f}{r['peak_mb']:>9.0f}")
         if have_torch:
-            t = run_worker("torch", net, args.warmup, args.repeat)
+            t = run_worker("torch", net, args.warmup, args.repeat, args.default_malloc)
             line += (f"{t['train_ms']:>10.1f}{b / t['train_ms'] * 1000:>8.0f}{b / t['infer_ms'] * 1000:>11.0f}"
                      f"{r['train_ms'] / t['train_ms']:>7.2f}{r['infer_ms'] / t['infer_ms']:>11.2f}")
         print(line, flush=True)

@@ -1,4 +1,9 @@
 """Layer behaviours beyond the gradient table: worked examples, modes, stability, errors."""
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -174,3 +179,11 @@ def test_forward_never_mutates_input(rng):
         out = layer.forward(x)
         layer.backward(np.ones_like(out))
         np.testing.assert_array_equal(x, before)
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    # in a child process: the setting is process-wide
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "from layers.allocator import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == ("True" if platform.libc_ver()[0] == "glibc" else "False")
