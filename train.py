@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import math
+import resource
 import signal
 import sys
 import time
@@ -185,6 +186,11 @@ def load_checkpoint(path, model, opt, sched, gens):
     return meta["progress"]
 
 
+def peak_rss_mb():
+    """The process's peak resident memory so far, in MiB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def evaluate(model, x, y, batch_size=500):
     """Mean loss, accuracy and predictions on (x, y) in eval mode."""
     loss_fn = SoftmaxCrossEntropy()
@@ -328,7 +334,8 @@ def train(args):
             test_loss, acc, pred = evaluate(model, xte, yte)
             record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                       "train_acc": correct / max(seen, 1), "test_loss": test_loss, "test_acc": acc,
-                      "lr": opt.lr, "time_s": elapsed, "images_per_s": seen / elapsed}
+                      "lr": opt.lr, "time_s": elapsed, "images_per_s": seen / elapsed,
+                      "peak_rss_mb": peak_rss_mb()}
             if diagnostics:
                 record["diagnostics"] = diagnostics.summary()
                 diagnostics.reset()
