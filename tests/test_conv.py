@@ -230,3 +230,14 @@ def test_input_grad_false_skips_dx_only(rng):
     assert dxa.shape == x.shape and dxb is None
     for k in ga:
         np.testing.assert_array_equal(ga[k], gb[k])
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
+def test_every_scipy_configuration_passes_gradcheck(cfg, rng):
+    from layers.gradcheck import check_layer
+    layer = make(cfg, rng).astype(np.float64)
+    hw = tuple(min(s, 7) for s in cfg.get("hw", (6, 5)))
+    x = rng.uniform(0.1, 1.0, (1, cfg["cin"]) + hw) * rng.choice([-1.0, 1.0], (1, cfg["cin"]) + hw)
+    report = check_layer(layer, x)
+    assert {c.name for c in report.checks} == {"input"} | set(layer.params)
+    assert report.passed(1e-6), str(report)

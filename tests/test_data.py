@@ -144,3 +144,13 @@ def test_random_flip(rng):
     same = np.array([np.array_equal(o, xi) for o, xi in zip(out, x)])
     assert (flipped | same).all() and 0.35 < flipped.mean() < 0.65
     assert data.augment_cifar(np.zeros((2, 3, 32, 32), np.float32), rng).shape == (2, 3, 32, 32)
+
+
+def test_fashion_mnist_uses_its_own_folder_and_statistics(tmp_path):
+    write_mnist(tmp_path / "fashion-mnist", seed=3)
+    (x, y), _ = data.load_mnist(tmp_path, name="fashion-mnist", download_missing=False)
+    raw, _ = mnist.load_split("fashion-mnist", "train", tmp_path, download_missing=False)
+    np.testing.assert_allclose(x[:, 0], (raw / 255 - 0.2860) / 0.3530, rtol=1e-5, atol=1e-5)
+    assert mnist.DATASETS["fashion-mnist"]["classes"][9] == "Ankle boot"
+    with pytest.raises(FileNotFoundError):
+        data.load_mnist(tmp_path, download_missing=False)  # no mnist/ folder here

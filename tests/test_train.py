@@ -153,3 +153,13 @@ def test_missing_data_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "train-images-idx3-ubyte.gz not found" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_residual_cifar_network_is_selectable(tmp_path):
+    write_cifar_archive(tmp_path / "cifar10", per_batch=20)
+    log = tmp_path / "log.jsonl"
+    train.train(train.parse_args(["--dataset", "cifar10", "--data-dir", str(tmp_path), "--model", "resnet_small",
+                                  "--epochs", "1", "--batch-size", "25", "--no-download", "--quiet",
+                                  "--log", str(log)]))
+    record = json.loads(log.read_text())
+    assert record["epoch"] == 1 and np.isfinite(record["train_loss"])
