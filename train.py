@@ -13,19 +13,17 @@ import numpy as np
 from tqdm import tqdm
 
 import data
-import models
 from layers import SoftmaxCrossEntropy
 from layers.allocator import keep_freed_memory
 from models import zoo
+from models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from models.diagnostics import Diagnostics, first_nonfinite, named_layers
-from models.serialization import assign_model_arrays, model_arrays, read_archive, write_archive
 from optim import SGD, Adam, AdamW, ConstantLR, CosineLR, ExponentialLR, InvLR, MultiStepLR, StepLR
 
 log = logging.getLogger("npnet.train")
 
 DATASETS = {"mnist": ((1, 28, 28), "mnist_cnn"), "fashion-mnist": ((1, 28, 28), "mnist_cnn"),
             "cifar10": ((3, 32, 32), "cifar10_bn")}
-CHECKPOINT_FORMAT = "npnet-checkpoint-1"
 
 
 class TrainingStopped(Exception):
@@ -139,53 +137,6 @@ def load_data(args):
     return xtr, ytr, xte, yte
 
 
-def generators(model, data_rng):
-    """Every Generator whose state decides the run: data order/augmentation, then the model's."""
-    seen, gens = set(), []
-    stack = [model]
-    found = [data_rng]
-    while stack:
-        layer = stack.pop(0)
-        found += [v for v in vars(layer).values() if isinstance(v, np.random.Generator)]
-        stack.extend(layer.children())
-    for g in found:
-        if id(g) not in seen:
-            seen.add(id(g))
-            gens.append(g)
-    return gens
-
-
-def save_checkpoint(path, args, model, opt, sched, gens, progress):
-    arrays = model_arrays(model, prefix="model/")
-    meta_opt = {}
-    for key, value in opt.state_dict().items():
-        if isinstance(value, np.ndarray):
-            arrays[f"optim/{key}"] = value
-        else:
-            meta_opt[key] = value
-    meta = {"format": CHECKPOINT_FORMAT, "architecture": models.layer_spec(model),
-            "model": args.model, "dataset": args.dataset, "optimizer": meta_opt,
-            "schedule": sched.state_dict(), "rng": [g.bit_generator.state for g in gens],
-            "progress": progress}
-    write_archive(path, arrays, meta)
-
-
-def load_checkpoint(path, model, opt, sched, gens):
-    arrays, meta = read_archive(path)
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an npnet training checkpoint")
-    assign_model_arrays(model, arrays, path, prefix="model/")
-    state = dict(meta["optimizer"])
-    state.update({k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")})
-    opt.load_state_dict(state)
-    sched.load_state_dict(meta["schedule"])
-    if len(meta["rng"]) != len(gens):
-        raise ValueError(f"{path}: checkpoint has {len(meta['rng'])} random generators, run has {len(gens)}")
-    for g, s in zip(gens, meta["rng"]):
-        g.bit_generator.state = s
-    return meta["progress"]
-
-
 def peak_rss_mb():
     """The process's peak resident memory so far, in MiB (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -230,13 +181,57 @@ def augmenter(args):
     return {"none": None, "translate": data.augment_translate, "crop-flip": data.augment_cifar}[kind]
 
 
+def epoch_order(data_rng, progress, n):
+    """This epoch's permutation of the n training images.
+
+    It is drawn from the data generator's state at the epoch start, which the
+    progress record keeps, so a run resumed mid-epoch sees the same order.
+    """
+    if progress["step_in_epoch"] == 0:
+        progress["epoch_rng"] = data_rng.bit_generator.state
+        return data_rng.permutation(n)
+    current = data_rng.bit_generator.state
+    data_rng.bit_generator.state = progress["epoch_rng"]
+    order = data_rng.permutation(n)
+    data_rng.bit_generator.state = current
+    return order
+
+
+# numpy's overflow warnings are silenced here: the step checks the loss and gradients
+# itself and stops with the place where values first went non-finite
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
+def train_step(model, loss_fn, opt, diagnostics, xb, yb):
+    """Forward, loss, backward, update; returns (loss, logits).
+
+    Raises TrainingStopped, naming the first layer with non-finite values, when the
+    loss or a gradient stops being finite (nothing is updated then).
+    """
+    logits = model.forward(xb)
+    loss = loss_fn.forward(logits, yb)
+    if diagnostics:
+        diagnostics.after_forward()
+    grads = None
+    if math.isfinite(loss):
+        _, grads = model.backward(loss_fn.backward())
+    if grads is None or not all(np.isfinite(g).all() for g in grads.values()):
+        where = first_nonfinite(model, xb, lambda out: (loss_fn.forward(out, yb), loss_fn.backward())[1])
+        what = "loss" if grads is None else "gradient"
+        raise TrainingStopped(f"non-finite {what}", f"first non-finite values in the {where or 'loss'}")
+    if diagnostics:
+        diagnostics.before_step()
+    opt.step(grads)
+    if diagnostics:
+        diagnostics.after_step(grads)
+    return loss, logits
+
+
 def train(args):
     input_shape, default_model = DATASETS[args.dataset]
     args.model = args.model or default_model
     xtr, ytr, xte, yte = load_data(args)
     classes = class_names(args.dataset)
     if args.eval_only:
-        model = load_for_eval(args.load)
+        model = load_model(args.load)
         loss, acc, pred = evaluate(model, xte, yte)
         log.info("test loss %.4f  test accuracy %.2f%%", loss, 100 * acc)
         log.info("%s", report(yte, pred, classes))
@@ -253,7 +248,7 @@ def train(args):
     total_steps = steps_per_epoch * args.epochs
     stop_at = min(total_steps, args.max_steps or total_steps)
     sched = make_schedule(args, opt, steps_per_epoch, total_steps)
-    gens = generators(model, data_rng)
+    gens = [data_rng] + model.generators()
     loss_fn = SoftmaxCrossEntropy(args.label_smoothing)
     augment = augmenter(args)
     diagnostics = Diagnostics(model) if args.diagnostics else None
@@ -272,15 +267,7 @@ def train(args):
         for epoch in range(progress["epoch"], args.epochs):
             if progress["global_step"] >= stop_at:
                 break
-            # the permutation comes from the generator's state at the epoch start, kept for resumes
-            if progress["step_in_epoch"] == 0:
-                progress["epoch_rng"] = data_rng.bit_generator.state
-                order = data_rng.permutation(len(xtr))
-            else:
-                current = data_rng.bit_generator.state
-                data_rng.bit_generator.state = progress["epoch_rng"]
-                order = data_rng.permutation(len(xtr))
-                data_rng.bit_generator.state = current
+            order = epoch_order(data_rng, progress, len(xtr))
             model.train()
             t0 = time.perf_counter()
             seen = correct = 0
@@ -294,23 +281,11 @@ def train(args):
                 xb, yb = xtr[idx], ytr[idx]
                 if augment is not None:
                     xb = augment(xb, data_rng)
-                logits = model.forward(xb)
-                loss = loss_fn.forward(logits, yb)
-                if diagnostics:
-                    diagnostics.after_forward()
-                grads = None
-                if math.isfinite(loss):
-                    _, grads = model.backward(loss_fn.backward())
-                if grads is None or not all(np.isfinite(g).all() for g in grads.values()):
-                    where = first_nonfinite(model, xb, lambda out: (loss_fn.forward(out, yb), loss_fn.backward())[1])
-                    what = "loss" if grads is None else "gradient"
-                    raise TrainingStopped(f"non-finite {what} at epoch {epoch + 1}, step {step + 1}: "
-                                          f"first non-finite values in the {where or 'loss'}")
-                if diagnostics:
-                    diagnostics.before_step()
-                opt.step(grads)
-                if diagnostics:
-                    diagnostics.after_step(grads)
+                try:
+                    loss, logits = train_step(model, loss_fn, opt, diagnostics, xb, yb)
+                except TrainingStopped as err:
+                    what, where = err.args
+                    raise TrainingStopped(f"{what} at epoch {epoch + 1}, step {step + 1}: {where}") from None
                 sched.step()
                 progress["step_in_epoch"] = step + 1
                 progress["global_step"] += 1
@@ -325,7 +300,8 @@ def train(args):
             bar.close()
             if interrupted:
                 if args.save:
-                    save_checkpoint(args.save, args, model, opt, sched, gens, progress)
+                    save_checkpoint(args.save, model, opt, sched, gens, progress,
+                                    {"model": args.model, "dataset": args.dataset})
                     log.info("interrupted: checkpoint saved to %s (resume with --resume)", args.save)
                 else:
                     log.info("interrupted")
@@ -350,7 +326,8 @@ def train(args):
                     f.write(json.dumps(record) + "\n")
             progress.update(epoch=epoch + 1, step_in_epoch=0)
             if args.save:
-                save_checkpoint(args.save, args, model, opt, sched, gens, progress)
+                save_checkpoint(args.save, model, opt, sched, gens, progress,
+                                {"model": args.model, "dataset": args.dataset})
     finally:
         signal.signal(signal.SIGINT, previous)
     loss, acc, pred = evaluate(model, xte, yte)
@@ -377,16 +354,6 @@ def write_plots(args, model, history, x, y, pred, classes):
     if conv is not None:
         paths.append(plots.filters(conv.params["weight"], args.plot))
     log.info("figures: %s", ", ".join(paths))
-
-
-def load_for_eval(path):
-    """A saved model (``model.save``) or a training checkpoint."""
-    arrays, meta = read_archive(path)
-    if meta.get("format") == CHECKPOINT_FORMAT:
-        model = models.build_layer(meta["architecture"])
-        assign_model_arrays(model, arrays, path, prefix="model/")
-        return model
-    return models.load(path)
 
 
 def main(argv=None):

@@ -61,8 +61,7 @@ def _walk(layer):
 
 def _rng_states(layer):
     """Every np.random.Generator held by the layer tree, with its current state."""
-    gens = [v for lay in _walk(layer) for v in vars(lay).values() if isinstance(v, np.random.Generator)]
-    return [(g, g.bit_generator.state) for g in gens]
+    return [(g, g.bit_generator.state) for g in layer.generators()]
 
 
 def _require_float64(what, value):
