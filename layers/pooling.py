@@ -1,8 +1,9 @@
 """Max, average and global-average pooling over NCHW images.
 
-Pooling visits the kh*kw kernel offsets of the shared im2col module: each offset
-is a strided view of the padded input with one element per output pixel, so a
-pooling pass is kh*kw vectorised operations, never a loop over pixels.
+Pooling uses the window geometry and kernel offsets of the shared im2col module:
+each offset is a strided view of the padded input with one element per output
+pixel, so a pooling pass is a few vectorised operations per offset, never a loop
+over pixels. Results keep the (C, H, W, N) memory layout of the data.
 """
 import math
 
@@ -165,9 +166,10 @@ class AvgPool2D(_Pool2D):
         self._check_input(x, (None, None, None))
         out_hw, pads = self._geometry(*x.shape[2:])
         xp = pad_nchw(x, pads)
-        out = None
-        for _, _, (rows, cols) in self._offsets(out_hw):
-            out = xp[:, :, rows, cols].copy(order="K") if out is None else np.add(out, xp[:, :, rows, cols], out=out)
+        windows = (xp[:, :, rows, cols] for _, _, (rows, cols) in self._offsets(out_hw))
+        out = next(windows).copy(order="K")  # order K keeps the (C, H, W, N) memory layout
+        for window in windows:
+            out += window
         divisor = self._divisor(x.shape, pads, out_hw, x.dtype)
         out /= divisor
         self._save_for_backward(x.shape, pads, divisor)
@@ -177,21 +179,13 @@ class AvgPool2D(_Pool2D):
         x_shape, pads, divisor = self._saved()
         self._check_dout(dout, x_shape[:2] + divisor.shape[2:])
         share = dout / divisor
-
-        def route(k, rows, cols, target):
-            target += share
-        return _fold(self, dout, x_shape, pads, route), {}
-
-
-def _fold(pool, dout, x_shape, pads, route):
-    """Gradient of the input: ``route(k, rows, cols, target)`` writes or adds offset
-    k's share of ``dout`` into ``target``, the padded input's slice at that offset."""
-    n, c, h, w = x_shape
-    top, bottom, left, right = pads
-    dxp = empty_chwn(n, c, h + top + bottom, w + left + right, dout.dtype, fill=0)
-    for k, (_, _, (rows, cols)) in enumerate(pool._offsets(dout.shape[2:])):
-        route(k, rows, cols, dxp[:, :, rows, cols])
-    return dxp[:, :, top:top + h, left:left + w]
+        n, c, h, w = x_shape
+        top, bottom, left, right = pads
+        dxp = empty_chwn(n, c, h + top + bottom, w + left + right, dout.dtype, fill=0)
+        # every element of a window receives an equal share of the window's gradient
+        for _, _, (rows, cols) in self._offsets(dout.shape[2:]):
+            dxp[:, :, rows, cols] += share
+        return dxp[:, :, top:top + h, left:left + w], {}
 
 
 class GlobalAvgPool2D(Layer):
