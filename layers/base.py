@@ -109,17 +109,18 @@ class Layer:
         """Every ``np.random.Generator`` held by this layer or a sub-layer, each once,
         in a stable order (depth first): the state that makes a run repeatable."""
         found, seen = [], set()
-        for layer in self._tree():
+        for layer in self.modules():
             for value in vars(layer).values():
                 if isinstance(value, np.random.Generator) and id(value) not in seen:
                     seen.add(id(value))
                     found.append(value)
         return found
 
-    def _tree(self):
+    def modules(self):
+        """This layer and every sub-layer, depth first (as PyTorch's ``modules()``)."""
         yield self
         for child in self.children():
-            yield from child._tree()
+            yield from child.modules()
 
     def num_parameters(self):
         return int(sum(p.size for p in self.params.values()))

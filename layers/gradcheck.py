@@ -53,12 +53,6 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def _walk(layer):
-    yield layer
-    for child in layer.children():
-        yield from _walk(child)
-
-
 def _rng_states(layer):
     """Every np.random.Generator held by the layer tree, with its current state."""
     return [(g, g.bit_generator.state) for g in layer.generators()]
@@ -112,7 +106,7 @@ def check_layer(layer, x, eps=1e-6, floor=1e-3, seed=0, params=True):
     for name, p in layer.params.items():
         _require_float64(f"parameter {name!r}", p)
     rngs = _rng_states(layer)
-    buffers = {id(lay): {k: v.copy() for k, v in lay.buffers.items()} for lay in _walk(layer)}
+    buffers = {id(lay): {k: v.copy() for k, v in lay.buffers.items()} for lay in layer.modules()}
 
     def run():
         for gen, state in rngs:
@@ -130,7 +124,7 @@ def check_layer(layer, x, eps=1e-6, floor=1e-3, seed=0, params=True):
     if params:
         for name, p in layer.params.items():
             checks.append(_compare(name, grads[name], _numeric_grad(p, run, eps), floor))
-    for lay in _walk(layer):
+    for lay in layer.modules():
         for k, v in buffers[id(lay)].items():
             lay.buffers[k][...] = v
     return GradcheckReport(repr(layer), checks)

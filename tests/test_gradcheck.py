@@ -53,16 +53,10 @@ def exported_layer_classes():
             if issubclass(cls, layers.Layer) and cls not in (layers.Layer, models.Container)]
 
 
-def _walk(layer):
-    yield layer
-    for child in layer.children():
-        yield from _walk(child)
-
-
 def test_every_exported_layer_is_in_the_table(rng):
     built = set()
     for _, factory, _ in ROWS:
-        built.update(type(layer) for layer in _walk(factory(rng)))
+        built.update(type(layer) for layer in factory(rng).modules())
     missing = [cls.__name__ for cls in exported_layer_classes() if cls not in built]
     assert not missing, f"layers without a gradient-check row in tests/layer_table.py: {missing}"
 
