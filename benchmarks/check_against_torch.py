@@ -1,0 +1,110 @@
+"""Cross-check npnet against PyTorch on random cases: every layer's forward, input and
+parameter gradients (float64), BatchNorm running statistics, the losses, and optimizer
+trajectories. Needs ``pip install torch==2.13.0``; exits 1 on any mismatch.
+
+    python benchmarks/check_against_torch.py
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import layers as L  # noqa: E402
+import optim  # noqa: E402
+from torch_equiv import to_torch  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+failures = []
+
+
+def close(name, a, b, tol=1e-9):
+    err = float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
+    ok = err <= tol * max(1.0, float(np.max(np.abs(b))) if np.size(b) else 1.0)
+    print(f"{'ok  ' if ok else 'FAIL'} {name:<58} max abs diff {err:.2e}")
+    if not ok:
+        failures.append(name)
+
+
+def check_layer(name, layer, shape, rng):
+    layer.astype(np.float64)
+    x = rng.standard_normal(shape)
+    module = to_torch(layer).double()
+    module.train()
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    out = layer.forward(x)
+    tout = module(tx)
+    dout = rng.standard_normal(out.shape)
+    dx, grads = layer.backward(dout)
+    tout.backward(torch.from_numpy(dout))
+    close(f"{name} forward", out, tout.detach().numpy())
+    close(f"{name} dx", dx, tx.grad.numpy())
+    for key, g in grads.items():
+        close(f"{name} d{key}", g, getattr(module, key).grad.numpy())
+    for key, buf in layer.buffers.items():
+        close(f"{name} {key}", buf, getattr(module, key).numpy())
+
+
+def main():
+    rng = np.random.default_rng(7)
+    cases = [
+        ("Conv2D 3->6 k3 s2 p1 d1", L.Conv2D(3, 6, 3, stride=2, padding=1, rng=rng), (4, 3, 11, 9)),
+        ("Conv2D 4->8 k(3,5) s(1,2) p(2,1) d(2,1) g2", L.Conv2D(4, 8, (3, 5), stride=(1, 2), padding=(2, 1),
+                                                         dilation=(2, 1), groups=2, rng=rng), (3, 4, 12, 13)),
+        ("Conv2D depthwise x2 same k4", L.Conv2D(3, 6, 4, padding="same", groups=3, rng=rng), (2, 3, 7, 8)),
+        ("Conv2D 1x1 s1", L.Conv2D(5, 4, 1, rng=rng), (2, 5, 6, 6)),
+        ("Conv2D 1x1 s2 no bias", L.Conv2D(5, 4, 1, stride=2, bias=False, rng=rng), (2, 5, 7, 6)),
+        ("MaxPool2D 3/2 ceil p1", L.MaxPool2D(3, 2, padding=1, ceil_mode=True), (2, 3, 10, 9)),
+        ("MaxPool2D 2/2", L.MaxPool2D(2), (2, 3, 9, 8)),
+        ("MaxPool2D (3,2)/(1,2)", L.MaxPool2D((3, 2), stride=(1, 2)), (2, 2, 7, 8)),
+        ("AvgPool2D 3/2 ceil p1", L.AvgPool2D(3, 2, padding=1, ceil_mode=True), (2, 3, 10, 9)),
+        ("AvgPool2D 2/2", L.AvgPool2D(2), (2, 3, 8, 7)),
+        ("GlobalAvgPool2D", L.GlobalAvgPool2D(), (3, 4, 5, 6)),
+        ("BatchNorm2D", L.BatchNorm2D(4, momentum=0.3), (5, 4, 3, 6)),
+        ("BatchNorm1D", L.BatchNorm1D(6), (7, 6)),
+        ("Dense", L.Dense(7, 5, rng=rng), (4, 7)),
+        ("LeakyReLU", L.LeakyReLU(0.1), (4, 9)),
+        ("Sigmoid", L.Sigmoid(), (4, 9)),
+        ("Tanh", L.Tanh(), (4, 9)),
+    ]
+    for name, layer, shape in cases:
+        check_layer(name, layer, shape, rng)
+
+    logits = rng.standard_normal((6, 5)) * 3
+    labels = rng.integers(0, 5, 6)
+    for eps in (0.0, 0.2):
+        loss = L.SoftmaxCrossEntropy(label_smoothing=eps)
+        tl = torch.from_numpy(logits.copy()).requires_grad_(True)
+        tval = nn.CrossEntropyLoss(label_smoothing=eps)(tl, torch.from_numpy(labels))
+        tval.backward()
+        close(f"SoftmaxCrossEntropy(label_smoothing={eps}) value", loss.forward(logits, labels), tval.item())
+        close(f"SoftmaxCrossEntropy(label_smoothing={eps}) grad", loss.backward(), tl.grad.numpy())
+
+    for name, make, tmake in [
+        ("SGD momentum nesterov wd", lambda p: optim.SGD(p, 0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+         lambda p: torch.optim.SGD(p, 0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        ("Adam wd", lambda p: optim.Adam(p, 0.01, weight_decay=0.1),
+         lambda p: torch.optim.Adam(p, 0.01, weight_decay=0.1)),
+        ("AdamW", lambda p: optim.AdamW(p, 0.01, weight_decay=0.1),
+         lambda p: torch.optim.AdamW(p, 0.01, weight_decay=0.1)),
+    ]:
+        w0 = rng.standard_normal((3, 4))
+        params = {"w": w0.copy()}
+        tw = torch.from_numpy(w0.copy()).requires_grad_(True)
+        opt, topt = make(params), tmake([tw])
+        for _ in range(5):
+            g = rng.standard_normal((3, 4))
+            opt.step({"w": g})
+            tw.grad = torch.from_numpy(g.copy())
+            topt.step()
+        close(f"{name}: weights after 5 steps", params["w"], tw.detach().numpy())
+
+    print(f"\n{len(failures)} mismatches" if failures else "\nall match")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
