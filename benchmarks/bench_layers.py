@@ -47,10 +47,10 @@ def product_times(layer, x, dout, repeat):
     w = layer.params["weight"].reshape(layer.out_channels, -1)
     d = dout.transpose(1, 0, 2, 3).reshape(layer.out_channels, -1)
     dcols = np.empty(cols.shape, np.float32)
-    inside = median_ms(lambda: (w @ cols, d @ cols.T, np.matmul(w.T, d, out=dcols)), repeat=repeat)
+    inside = median_ms(lambda: (w @ cols, cols @ d.T, np.matmul(w.T, d, out=dcols)), repeat=repeat)
     rng = np.random.default_rng(0)
     w2, c2, d2 = (rng.standard_normal(a.shape).astype(np.float32) for a in (w, cols, d))
-    alone = median_ms(lambda: (w2 @ c2, d2 @ c2.T, np.matmul(w2.T, d2, out=dcols)), repeat=repeat)
+    alone = median_ms(lambda: (w2 @ c2, c2 @ d2.T, np.matmul(w2.T, d2, out=dcols)), repeat=repeat)
     return inside, alone
 
 

