@@ -65,6 +65,7 @@ def main():
         ("GlobalAvgPool2D", L.GlobalAvgPool2D(), (3, 4, 5, 6)),
         ("BatchNorm2D", L.BatchNorm2D(4, momentum=0.3), (5, 4, 3, 6)),
         ("BatchNorm1D", L.BatchNorm1D(6), (7, 6)),
+        ("BatchNorm1D on (N, C, L)", L.BatchNorm1D(3, momentum=0.2), (4, 3, 5)),
         ("Dense", L.Dense(7, 5, rng=rng), (4, 7)),
         ("LeakyReLU", L.LeakyReLU(0.1), (4, 9)),
         ("Sigmoid", L.Sigmoid(), (4, 9)),

@@ -69,7 +69,7 @@ def _read_members(directory, names):
 
 def load_cifar10_raw(data_dir=None, download_missing=True, mirrors=None):
     """((uint8 x_train, y_train), (uint8 x_test, y_test)) with x of shape (N, 3, 32, 32)."""
-    directory = dataset_dir("cifar10", data_dir)
+    directory = dataset_dir("cifar10", data_dir, (ARCHIVE, FOLDER))
     if not os.path.isdir(os.path.join(directory, FOLDER)) and not os.path.exists(os.path.join(directory, ARCHIVE)):
         if not download_missing:
             raise FileNotFoundError(f"cifar10: neither {FOLDER}/ nor {ARCHIVE} found in {directory}")

@@ -48,7 +48,8 @@ def _find(directory, gz_name):
 def load_split(name, split, data_dir=None, download_missing=True, mirrors=None):
     """uint8 images (N, 28, 28) and int64 labels (N,) of one split, downloading if absent."""
     spec = DATASETS[name]
-    directory = dataset_dir(name, data_dir)
+    markers = [f for pair in FILES.values() for f in pair]
+    directory = dataset_dir(name, data_dir, markers + [f[:-3] for f in markers])
     paths = []
     for filename in FILES[split]:
         path = _find(directory, filename)

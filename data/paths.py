@@ -9,17 +9,16 @@ def cache_root():
     return os.path.join(base, "npnet")
 
 
-def dataset_dir(name, data_dir=None):
+def dataset_dir(name, data_dir=None, markers=()):
     """Directory for data set ``name``.
 
     The root is ``data_dir``, else ``$NPNET_DATA``, else ``~/.cache/npnet``; the
-    data set lives in ``<root>/<name>/``, or directly in ``data_dir`` when that
-    is the data set's own folder (it has no ``<name>/`` subfolder but has files).
+    data set lives in ``<root>/<name>/``, or directly in ``data_dir`` when that is
+    the data set's own folder: it holds one of the ``markers`` (the set's file names).
     """
     root = data_dir or os.environ.get(ENV_VAR) or cache_root()
     sub = os.path.join(root, name)
-    if os.path.isdir(sub) or data_dir is None:
-        return sub
-    if os.path.isdir(root) and any(not f.startswith(".") for f in os.listdir(root)):
+    if data_dir is not None and not os.path.isdir(sub) and \
+            any(os.path.exists(os.path.join(root, m)) for m in markers):
         return root
     return sub

@@ -13,7 +13,7 @@ from .base import Layer
 
 
 class _BatchNorm(Layer):
-    _spatial_dims = 0
+    _spatial_dims = (0,)  # how many axes may follow the channel axis
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -32,10 +32,16 @@ class _BatchNorm(Layer):
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 1 + self._spatial_dims or input_shape[0] != self.num_features:
-            raise ValueError(f"{type(self).__name__}: expected per-sample shape "
-                             f"({self.num_features}{', *' * self._spatial_dims}), got {tuple(input_shape)}")
+        if len(input_shape) - 1 not in self._spatial_dims or input_shape[0] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected per-sample shape {self._expected(False)}, "
+                             f"got {tuple(input_shape)}")
         return tuple(input_shape)
+
+    def _expected(self, batch=True):
+        """The accepted shapes as text, e.g. '(N, 3) or (N, 3, L)'."""
+        lead = "N, " if batch else ""
+        axes = {0: "", 1: ", L", 2: ", H, W"}
+        return " or ".join(f"({lead}{self.num_features}{axes[k]})" for k in self._spatial_dims)
 
     def cost(self, input_shape):
         """Training mode: about 7 operations per element forward (statistics, normalise,
@@ -60,7 +66,10 @@ class _BatchNorm(Layer):
         return rows.reshape(tuple(shape[a] for a in order)).transpose(np.argsort(order))
 
     def forward(self, x):
-        self._check_input(x, (self.num_features,) + (None,) * self._spatial_dims)
+        if not isinstance(x, np.ndarray) or x.ndim - 2 not in self._spatial_dims:
+            raise ValueError(f"{type(self).__name__}: expected input of shape {self._expected()}, "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        self._check_input(x, (self.num_features,) + (None,) * (x.ndim - 2))
         dt = x.dtype.type
         weight = self.params["weight"].astype(x.dtype)[:, None]
         bias = self.params["bias"].astype(x.dtype)[:, None]
@@ -107,13 +116,14 @@ class _BatchNorm(Layer):
 
 
 class BatchNorm1D(_BatchNorm):
-    """Batch normalisation of features.
+    """Batch normalisation of features (statistics over N, and over L for sequences).
 
     Shape:
-        x, out:       (N, num_features)
+        x, out:       (N, num_features) or (N, num_features, L)
         weight, bias: (num_features,)
         running_mean, running_var (buffers): (num_features,)
     """
+    _spatial_dims = (0, 1)
 
 
 class BatchNorm2D(_BatchNorm):
@@ -124,4 +134,4 @@ class BatchNorm2D(_BatchNorm):
         weight, bias: (num_features,)
         running_mean, running_var (buffers): (num_features,)
     """
-    _spatial_dims = 2
+    _spatial_dims = (2,)

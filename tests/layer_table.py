@@ -20,6 +20,7 @@ ROWS = [
     ("flatten", lambda r: L.Flatten(), (2, 3, 2, 2)),
     ("dropout", lambda r: L.Dropout(0.4, rng=r), (5, 6)),
     ("batchnorm1d", lambda r: L.BatchNorm1D(5), (6, 5)),
+    ("batchnorm1d_sequence", lambda r: L.BatchNorm1D(3), (4, 3, 5)),
     ("batchnorm2d", lambda r: L.BatchNorm2D(3), (4, 3, 3, 2)),
     ("conv3x3", lambda r: L.Conv2D(2, 3, 3, rng=r), (2, 2, 5, 5)),
     ("conv_stride2_pad1", lambda r: L.Conv2D(3, 4, 3, stride=2, padding=1, rng=r), (2, 3, 6, 7)),

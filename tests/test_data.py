@@ -154,3 +154,11 @@ def test_fashion_mnist_uses_its_own_folder_and_statistics(tmp_path):
     assert mnist.DATASETS["fashion-mnist"]["classes"][9] == "Ankle boot"
     with pytest.raises(FileNotFoundError):
         data.load_mnist(tmp_path, download_missing=False)  # no mnist/ folder here
+
+
+def test_a_root_holding_other_data_sets_is_not_taken_for_this_one(tmp_path):
+    write_mnist(tmp_path / "mnist")
+    with pytest.raises(FileNotFoundError, match=r"fashion-mnist: .* not found in .*fashion-mnist"):
+        data.load_mnist(tmp_path, name="fashion-mnist", download_missing=False)
+    with pytest.raises(FileNotFoundError, match=r"cifar10: .* found in .*cifar10"):
+        data.load_cifar10(tmp_path, download_missing=False)

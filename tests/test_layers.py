@@ -111,7 +111,7 @@ def test_dropout_is_reproducible_with_seeded_generators():
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("cls,shape,axes", [(L.BatchNorm1D, (64, 3), (0,)),
+@pytest.mark.parametrize("cls,shape,axes", [(L.BatchNorm1D, (64, 3), (0,)), (L.BatchNorm1D, (16, 3, 7), (0, 2)),
                                             (L.BatchNorm2D, (16, 3, 4, 5), (0, 2, 3))])
 def test_batchnorm_follows_pytorch_conventions(cls, shape, axes, rng):
     x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
