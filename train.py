@@ -17,7 +17,7 @@ from layers import SoftmaxCrossEntropy
 from layers.allocator import keep_freed_memory
 from models import zoo
 from models.checkpoint import load_checkpoint, load_model, save_checkpoint
-from models.diagnostics import Diagnostics, first_nonfinite, named_layers
+from models.diagnostics import Diagnostics, first_nonfinite
 from optim import SGD, Adam, AdamW, ConstantLR, CosineLR, ExponentialLR, InvLR, MultiStepLR, StepLR
 
 log = logging.getLogger("npnet.train")
@@ -349,7 +349,7 @@ def write_plots(args, model, history, x, y, pred, classes):
              plots.misclassified(x, y, pred, classes, mean, std, args.plot)]
     if history:
         paths.append(plots.learning_curves(history, args.plot))
-    conv = next((layer for _, layer in named_layers(model) if "weight" in layer.params
+    conv = next((layer for layer in model.modules() if "weight" in layer.params
                  and layer.params["weight"].ndim == 4), None)
     if conv is not None:
         paths.append(plots.filters(conv.params["weight"], args.plot))

@@ -84,13 +84,17 @@ class Layer:
     def eval(self):
         return self.train(False)
 
-    def children(self):
-        """Direct sub-layers (containers override)."""
+    def named_children(self):
+        """Ordered ``(name, layer)`` pairs of direct sub-layers (containers override)."""
         return []
+
+    def children(self):
+        return [layer for _, layer in self.named_children()]
 
     def astype(self, dtype):
         """Convert parameters and floating buffers to ``dtype`` in place; returns self."""
-        for store in (self.params, self.buffers):
+        # a container's params/buffers are gathered from its children: converted there
+        for store in (vars(self).get("params", {}), vars(self).get("buffers", {})):
             for name, value in store.items():
                 if np.issubdtype(value.dtype, np.floating):
                     store[name] = value.astype(dtype)
@@ -116,11 +120,16 @@ class Layer:
                     found.append(value)
         return found
 
+    def named_modules(self, prefix=""):
+        """``(name, layer)`` for this layer and every sub-layer, depth first; names as in
+        ``params`` ("" for this layer, "3.block.0" deeper), as PyTorch's ``named_modules()``."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
     def modules(self):
-        """This layer and every sub-layer, depth first (as PyTorch's ``modules()``)."""
-        yield self
-        for child in self.children():
-            yield from child.modules()
+        """This layer and every sub-layer, depth first."""
+        return (layer for _, layer in self.named_modules())
 
     def num_parameters(self):
         return int(sum(p.size for p in self.params.values()))

@@ -70,14 +70,20 @@ def window_view(xp, kernel, stride, dilation, out_hw):
                       strides=(s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw), writeable=False)
 
 
+def tap_slices(kernel, stride, dilation, out_len):
+    """For each tap t of a 1-D kernel, the slice of the padded axis that holds the
+    element every output position reads at that tap."""
+    return [slice(t * dilation, t * dilation + stride * (out_len - 1) + 1, stride) for t in range(kernel)]
+
+
 def offset_slices(kernel, stride, dilation, out_hw):
     """Yield ``(i, j, (rows, cols))``: for kernel offset (i, j), the slices of the
     padded input that hold the element each output pixel reads at that offset."""
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
-    for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-        for j in range(kw):
-            yield i, j, (rows, slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
+    rows = tap_slices(kernel[0], stride[0], dilation[0], out_hw[0])
+    cols = tap_slices(kernel[1], stride[1], dilation[1], out_hw[1])
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            yield i, j, (r, c)
 
 
 def im2col(xp, kernel, stride, dilation, out_hw, out=None):

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .base import Layer
-from .im2col import as_pair, as_padding, empty_chwn, offset_slices, output_size, pad_nchw
+from .im2col import as_pair, as_padding, empty_chwn, offset_slices, output_size, pad_nchw, tap_slices
 
 
 class _Pool2D(Layer):
@@ -79,9 +79,7 @@ class MaxPool2D(_Pool2D):
     def _taps(self, out_hw):
         """Slices of the padded rows and columns that hold tap i (resp. j) of every window."""
         (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.stride, out_hw
-        rows = [slice(i, i + sh * (ho - 1) + 1, sh) for i in range(kh)]
-        cols = [slice(j, j + sw * (wo - 1) + 1, sw) for j in range(kw)]
-        return rows, cols
+        return tap_slices(kh, sh, 1, ho), tap_slices(kw, sw, 1, wo)
 
     def cost(self, input_shape):
         """kw comparisons per row maximum, kh per output, each way; one byte per row

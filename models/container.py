@@ -29,13 +29,6 @@ class Container(Layer):
         self.training = True
         self._cache = None
 
-    def named_children(self):
-        """Ordered ``(name, layer)`` pairs."""
-        raise NotImplementedError
-
-    def children(self):
-        return [layer for _, layer in self.named_children()]
-
     def _gather(self, attr):
         return {f"{name}.{key}": value
                 for name, child in self.named_children()

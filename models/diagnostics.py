@@ -5,13 +5,6 @@ import numpy as np
 from layers.activations import ReLU
 
 
-def named_layers(layer, prefix=""):
-    """``(name, layer)`` for every layer in the tree, depth first; names as in ``params``."""
-    yield prefix.rstrip("."), layer
-    for name, child in getattr(layer, "named_children", lambda: [])():
-        yield from named_layers(child, f"{prefix}{name}.")
-
-
 class Diagnostics:
     """Collects, over an epoch, what tells a healthy network from a sick one.
 
@@ -24,7 +17,7 @@ class Diagnostics:
 
     def __init__(self, model):
         self.model = model
-        self.relus = [(name, layer) for name, layer in named_layers(model) if isinstance(layer, ReLU)]
+        self.relus = [(name, layer) for name, layer in model.named_modules() if isinstance(layer, ReLU)]
         self.reset()
 
     def reset(self):
