@@ -31,7 +31,7 @@ class ReLU(Layer):
         return dout * positive, {}
 
     def active_mask(self):
-        """Where the last training-mode forward was positive (None in eval mode)."""
+        """Where the last forward was positive (None after a forward under ``no_grad``)."""
         return None if self._cache is None else self._cache[0]
 
 

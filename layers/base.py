@@ -9,17 +9,44 @@ A layer is a small object with an explicit forward and backward pass:
   a dict of parameter gradients with the same keys and shapes as ``params``.
 * ``params`` holds the trainable arrays, ``buffers`` the non-trainable state
   (running statistics) that is saved with the model but never trained.
-* ``training`` is the per-instance train/eval flag. In eval mode nothing is
-  cached, so ``backward`` after an eval-mode ``forward`` raises.
+* ``training`` is the per-instance train/eval flag: it switches *behaviour*
+  only (Dropout masks, batch or running statistics). Whether ``forward`` keeps
+  what ``backward`` needs is a separate switch: it does, in either mode, unless
+  it runs inside ``with no_grad():`` (what ``predict`` and evaluation use, so
+  that inference keeps nothing), as in PyTorch.
 * ``input_grad`` (default True): when a container sets it False on the layer
   that reads the data, a layer with parameters may skip computing ``dx`` and
   return ``None`` in its place, since nothing upstream needs it.
 """
+import contextlib
 import math
+import threading
 
 import numpy as np
 
 LAYER_REGISTRY = {}
+
+_grad_mode = threading.local()
+
+
+def grad_enabled():
+    """False inside :func:`no_grad`: layers then cache nothing for backward."""
+    return getattr(_grad_mode, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Run forward passes without keeping anything for backward (inference).
+
+    ``with no_grad(): out = model.forward(x)``; a ``backward`` afterwards raises.
+    Nestable; the previous setting returns on exit. Per thread.
+    """
+    previous = grad_enabled()
+    _grad_mode.enabled = False
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
 
 
 class Layer:
@@ -140,14 +167,15 @@ class Layer:
 
     # -- helpers for subclasses --------------------------------------------
     def _save_for_backward(self, *values):
-        """Cache values for backward when training; in eval mode keep nothing."""
-        self._cache = values if self.training else None
+        """Cache values for backward; inside ``no_grad()`` keep nothing (and drop
+        any earlier cache)."""
+        self._cache = values if grad_enabled() else None
 
     def _saved(self):
         if self._cache is None:
             raise RuntimeError(
-                f"{type(self).__name__}.backward called without a preceding "
-                "forward in training mode (nothing is cached in eval mode)")
+                f"{type(self).__name__}.backward called without a preceding forward "
+                "(or after a forward inside no_grad(), which keeps nothing)")
         return self._cache
 
     def _check_input(self, x, trailing=None, ndim=None):

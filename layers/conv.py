@@ -1,7 +1,7 @@
 """2-D convolution (cross-correlation, as in every deep-learning framework) by im2col."""
 import numpy as np
 
-from .base import Layer
+from .base import Layer, grad_enabled
 from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw
 from .init import initialize, make_rng
 
@@ -125,15 +125,15 @@ class Conv2D(Layer):
     def _chunk(self, n, ho, wo, itemsize):
         kh, kw = self.kernel_size
         per_sample = self.in_channels * kh * kw * ho * wo * itemsize
-        limit = self.workspace_bytes if self.training else min(self.workspace_bytes, EVAL_CHUNK_BYTES)
+        limit = self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, EVAL_CHUNK_BYTES)
         return max(1, min(n, limit // per_sample))
 
     def _unfold(self, xp, out_hw):
-        """im2col into a reused workspace (a fresh array in eval mode), as a
+        """im2col into a reused workspace (a fresh array under ``no_grad``), as a
         ``(G, C/G*kh*kw, Ho*Wo*n)`` matrix per group."""
         c, (kh, kw), n = self.in_channels, self.kernel_size, xp.shape[0]
         out = None
-        if self.training and not self._pointwise:
+        if grad_enabled() and not self._pointwise:
             out = self._buffer("cols", (c, kh, kw) + out_hw + (n,), xp.dtype)
         cols = im2col(xp, self.kernel_size, self.stride, self.dilation, out_hw, out=out)
         return cols.reshape(self.groups, -1, out_hw[0] * out_hw[1] * n)

@@ -76,11 +76,12 @@ class _BatchNorm(Layer):
         order = self._order(x)
         rows = self._rows(x, order)
         if not self.training:
-            self._save_for_backward()  # eval mode: drops any earlier cache
-            scale = weight / np.sqrt(self.buffers["running_var"].astype(x.dtype)[:, None] + dt(self.eps))
-            shift = bias - self.buffers["running_mean"].astype(x.dtype)[:, None] * scale
-            out = rows * scale
-            out += shift
+            # running statistics: an affine map, whose backward PyTorch's eval mode also uses
+            inv_std = 1 / np.sqrt(self.buffers["running_var"].astype(x.dtype) + dt(self.eps))
+            xhat = (rows - self.buffers["running_mean"].astype(x.dtype)[:, None]) * inv_std[:, None]
+            out = xhat * weight
+            out += bias
+            self._save_for_backward(xhat, inv_std, x.shape, order, False)
             return self._unrows(out, x.shape, order)
         n = rows.shape[1]
         if n < 2:
@@ -97,16 +98,19 @@ class _BatchNorm(Layer):
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
         rm[...] = (1 - m) * rm + m * mean
         rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
-        self._save_for_backward(xhat, inv_std, x.shape, order)
+        self._save_for_backward(xhat, inv_std, x.shape, order, True)
         return self._unrows(out, x.shape, order)
 
     def backward(self, dout):
-        xhat, inv_std, shape, order = self._saved()
+        xhat, inv_std, shape, order, batch_stats = self._saved()
         self._check_dout(dout, shape)
         drows = self._rows(dout, order)
         n = xhat.shape[1]
         dbias = drows.sum(axis=1)
         dweight = np.einsum("ij,ij->i", drows, xhat)
+        if not batch_stats:  # eval mode: the statistics are constants
+            dx = drows * (self.params["weight"].astype(xhat.dtype) * inv_std)[:, None]
+            return self._unrows(dx, shape, order), {"weight": dweight, "bias": dbias}
         # dx = gamma * inv_std / n * (n * dout - sum(dout) - xhat * sum(dout * xhat))
         scale = self.params["weight"].astype(xhat.dtype) * inv_std
         dx = drows * scale[:, None]

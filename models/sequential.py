@@ -1,7 +1,7 @@
 """A straight chain of layers."""
 import numpy as np
 
-from layers.base import Layer
+from layers.base import Layer, no_grad
 
 from .container import Container, build_layer, layer_spec
 
@@ -91,11 +91,13 @@ class Sequential(Container):
         return dout, ordered
 
     def predict(self, x, batch_size=256):
-        """Eval-mode forward in batches, caching nothing; restores the previous mode."""
+        """Eval-mode forward in batches under ``no_grad`` (caching nothing); restores the
+        previous mode."""
         was_training = self.training
         self.eval()
         try:
-            outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+            with no_grad():
+                outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         finally:
             self.train(was_training)
         return np.concatenate(outs) if outs else np.empty((0,))

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import signal
 
-from layers import Conv2D
+from layers import Conv2D, no_grad
 from layers.im2col import col2im, im2col, output_size, pad_nchw
 
 
@@ -159,9 +159,10 @@ def test_weight_shape_and_dtype(rng):
     assert layer.params["weight"].dtype == np.float32 and layer.params["bias"].dtype == np.float32
 
 
-def test_eval_mode_keeps_nothing(rng):
+def test_no_grad_keeps_nothing(rng):
     layer = Conv2D(2, 3, 3, rng=rng).eval()
-    layer.forward(np.ones((2, 2, 5, 5), np.float32))
+    with no_grad():
+        layer.forward(np.ones((2, 2, 5, 5), np.float32))
     assert layer._cache is None and not layer._workspace
     with pytest.raises(RuntimeError):
         layer.backward(np.ones((2, 3, 3, 3), np.float32))

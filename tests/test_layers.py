@@ -127,6 +127,8 @@ def test_batchnorm_follows_pytorch_conventions(cls, shape, axes, rng):
     expect_shape = (1, 3) + (1,) * (len(shape) - 2)
     rm, rv = (bn.buffers[k].reshape(expect_shape) for k in ("running_mean", "running_var"))
     np.testing.assert_allclose(bn.forward(x), (x - rm) / np.sqrt(rv + 1e-5), rtol=1e-5, atol=1e-5)
+    with L.no_grad():
+        bn.forward(x)
     assert bn._cache is None
 
 
