@@ -1,10 +1,16 @@
 """PNG figures of a training run (matplotlib, the optional ``plot`` extra).
 
-Each function writes one PNG and returns its path.
+Each function writes one PNG and returns its path; :class:`Figures` is the callback
+that draws them all at the end of ``Trainer.fit``.
 """
+import logging
 import os
 
 import numpy as np
+
+from models.callbacks import Callback
+
+log = logging.getLogger("npnet.train")
 
 INSTALL_HINT = "plotting needs matplotlib: install the extra with  pip install -e \".[plot]\""
 
@@ -104,3 +110,29 @@ def misclassified(x, y, pred, classes, mean, std, directory, count=24):
         images, titles = [np.zeros((2, 2))], ["none wrong"]
     return _grid(images, titles, directory, "misclassified.png", "misclassified: predicted (true)",
                  "gray" if x.shape[1] == 1 else None)
+
+
+class Figures(Callback):
+    """At the end of a fit that was not interrupted, writes into ``directory``: the
+    confusion matrix and the misclassified images of ``(x, y)``, the learning curves
+    and the first convolution's filters. ``spec`` is the data set's
+    :class:`data.specs.DatasetSpec` (class names, mean and std to undo the standardisation)."""
+
+    def __init__(self, directory, x, y, spec):
+        self.directory, self.x, self.y, self.spec = directory, x, y, spec
+
+    def on_fit_end(self, trainer):
+        if trainer.interrupted or not trainer.strategy.is_root:
+            return
+        classes, k = self.spec.classes, self.spec.num_classes
+        pred = trainer.predict(self.x).argmax(axis=1)
+        cm = np.bincount(self.y * k + pred, minlength=k * k).reshape(k, k)
+        paths = [confusion(cm, classes, self.directory),
+                 misclassified(self.x, self.y, pred, classes, self.spec.mean, self.spec.std, self.directory)]
+        if trainer.history:
+            paths.append(learning_curves(trainer.history, self.directory))
+        conv = next((layer for layer in trainer.model.modules() if "weight" in layer.params
+                     and layer.params["weight"].ndim == 4), None)
+        if conv is not None:
+            paths.append(filters(conv.params["weight"], self.directory))
+        log.info("figures: %s", ", ".join(paths))

@@ -121,3 +121,46 @@ class InvLR(Schedule):
 
     def lr_at(self, t):
         return self.base_lr * (1 + self.gamma * t) ** (-self.power)
+
+
+SCHEDULE_FORMS = ("constant", "cosine", "step:EPOCHS:GAMMA", "multistep:E1,E2,...:GAMMA", "exp:GAMMA_PER_EPOCH",
+                  "inv:GAMMA:POWER")
+_ARITY = {"constant": 0, "cosine": 0, "step": 2, "multistep": 2, "exp": 1, "inv": 2}
+
+
+def parse_schedule(text):
+    """``"name:arg:arg"`` -> ``(name, [numbers])``; ``multistep``'s first argument is a list.
+
+    Raises ValueError naming the accepted forms (:data:`SCHEDULE_FORMS`).
+    """
+    name, *rest = str(text).split(":")
+    if name not in _ARITY or len(rest) != _ARITY[name]:
+        raise ValueError(f"unknown schedule {text!r}; expected one of {', '.join(SCHEDULE_FORMS)}")
+    try:
+        if name == "multistep":
+            return name, [[float(v) for v in rest[0].split(",")], float(rest[1])]
+        return name, [float(v) for v in rest]
+    except ValueError:
+        raise ValueError(f"schedule {text!r}: arguments must be numbers") from None
+
+
+def schedule_from_string(text, optimizer, steps_per_epoch, total_steps, warmup_epochs=0.0):
+    """The schedule that ``text`` describes, stepped once per iteration.
+
+    Sizes in ``text`` are in epochs (``step:2:0.5`` halves the rate every 2 epochs;
+    ``exp:GAMMA`` multiplies it by GAMMA per epoch) and are converted to iterations
+    with ``steps_per_epoch``; ``cosine`` anneals over ``total_steps`` after a linear
+    warm-up of ``warmup_epochs``.
+    """
+    name, vals = parse_schedule(text)
+    if name == "constant":
+        return ConstantLR(optimizer)
+    if name == "cosine":
+        return CosineLR(optimizer, total_steps, warmup_steps=int(warmup_epochs * steps_per_epoch))
+    if name == "step":
+        return StepLR(optimizer, max(1, int(vals[0] * steps_per_epoch)), vals[1])
+    if name == "multistep":
+        return MultiStepLR(optimizer, [int(e * steps_per_epoch) for e in vals[0]], vals[1])
+    if name == "exp":
+        return ExponentialLR(optimizer, vals[0] ** (1 / steps_per_epoch))
+    return InvLR(optimizer, vals[0], vals[1])

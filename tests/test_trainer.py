@@ -1,0 +1,265 @@
+"""models.trainer.Trainer on small in-memory arrays: learning, history, exact resume,
+Ctrl-C, the non-finite stop, the callback order, the strategy seam, 0-row inference."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import layers as L
+from models import Sequential
+from models.callbacks import Callback, Checkpoint
+from models.serialization import read_archive
+from models.strategy import LocalStrategy
+from models.trainer import Trainer, TrainingStopped
+from optim import SGD, StepLR
+
+
+def blobs(n=96, seed=0):
+    """Three Gaussian clusters in 4-D: learnable, not linearly trivial for a random net."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centres = np.array([[3, 0, 0, 1], [0, 3, 0, -1], [0, 0, 3, 0]], np.float32)
+    x = centres[y] + rng.standard_normal((n, 4), dtype=np.float32)
+    return x, y
+
+
+def jitter(x, rng):
+    return x + np.float32(0.05) * rng.standard_normal(x.shape, dtype=np.float32)
+
+
+def make_trainer(callbacks=(), seed=0, lr=0.05):
+    """A network with every kind of state: params, BatchNorm buffers, a Dropout generator."""
+    rng = np.random.default_rng(seed)
+    model = Sequential(L.Dense(4, 16, rng=rng), L.BatchNorm1D(16), L.ReLU(), L.Dropout(0.2, rng=rng),
+                       L.Dense(16, 3, rng=rng))
+    opt = SGD(model.params, lr, momentum=0.9, weight_decay=1e-4)
+    return Trainer(model, L.SoftmaxCrossEntropy(), opt, StepLR(opt, 5, 0.5), rng=seed + 1, callbacks=callbacks)
+
+
+class At(Callback):
+    """Runs ``action(trainer)`` after global step ``when``."""
+
+    def __init__(self, when, action):
+        self.when, self.action = when, action
+
+    def on_step_end(self, trainer, logs):
+        if trainer.progress["global_step"] == self.when:
+            self.action(trainer)
+
+
+def params(trainer):
+    return {k: v.copy() for k, v in {**trainer.model.params, **trainer.model.buffers}.items()}
+
+
+def assert_same(a, b):
+    assert list(a) == list(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_fit_lowers_the_loss_and_learns():
+    x, y = blobs()
+    trainer = make_trainer()
+    before = trainer.evaluate(x, y)
+    history = trainer.fit(x, y, epochs=6, batch_size=16, validation=(x, y))
+    assert history is trainer.history and len(history) == 6
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    after = trainer.evaluate(x, y)
+    assert after.loss < 0.5 * before.loss and after.accuracy > 0.85
+    assert after.count == len(x) and after.confusion.sum() == len(x)
+    assert after.accuracy == pytest.approx(np.trace(after.confusion) / len(x))
+
+
+def test_history_records_the_log_fields():
+    x, y = blobs()
+    trainer = make_trainer()
+    trainer.fit(x, y, epochs=2, batch_size=32, validation=blobs(30, seed=1))
+    assert [r["epoch"] for r in trainer.history] == [1, 2]
+    assert list(trainer.history[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                                        "time_s", "images_per_s", "peak_rss_mb"]
+    assert trainer.history[1]["lr"] == trainer.optimizer.lr
+    assert trainer.progress == {**trainer.progress, "epoch": 2, "step_in_epoch": 0, "global_step": 6}
+    no_validation = make_trainer().fit(x, y, epochs=1, batch_size=32)
+    assert "test_loss" not in no_validation[0]
+
+
+@pytest.mark.parametrize("stop_after", [4, 3])  # mid-epoch (3 steps per epoch), and at an epoch end
+def test_resume_mid_epoch_is_bit_identical(tmp_path, stop_after):
+    x, y = blobs()
+    straight = make_trainer()
+    straight.fit(x, y, epochs=3, batch_size=40, augment=jitter)
+    first = make_trainer()
+    first.fit(x, y, epochs=3, batch_size=40, augment=jitter, max_steps=stop_after)
+    assert first.progress["global_step"] == stop_after
+    first.save_checkpoint(tmp_path / "ck.npz", {"note": "test"})
+    resumed = make_trainer(seed=7)  # different initial weights and generators: all restored
+    progress = resumed.resume(tmp_path / "ck.npz")
+    assert progress["global_step"] == stop_after
+    resumed.fit(x, y, epochs=3, batch_size=40, augment=jitter)
+    assert_same(params(straight), params(resumed))
+    assert resumed.optimizer.lr == straight.optimizer.lr
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    x, y = blobs()
+    ck = tmp_path / "ck.npz"
+    straight = make_trainer()
+    straight.fit(x, y, epochs=2, batch_size=16)
+    interrupt = At(4, lambda t: os.kill(os.getpid(), signal.SIGINT))
+    stopped = make_trainer([interrupt, Checkpoint(ck)])
+    previous = signal.getsignal(signal.SIGINT)
+    history = stopped.fit(x, y, epochs=2, batch_size=16)
+    assert stopped.interrupted and history == []
+    assert signal.getsignal(signal.SIGINT) is previous
+    _, meta = read_archive(ck)
+    assert meta["progress"]["step_in_epoch"] == 4 and meta["progress"]["epoch"] == 0
+    resumed = make_trainer()
+    resumed.resume(ck)
+    resumed.fit(x, y, epochs=2, batch_size=16)
+    assert not resumed.interrupted
+    assert_same(params(straight), params(resumed))
+    # fit again on the interrupted trainer itself: it continues where it stopped
+    stopped.fit(x, y, epochs=2, batch_size=16)
+    assert_same(params(straight), params(stopped))
+
+
+def test_second_ctrl_c_aborts_at_once():
+    x, y = blobs()
+
+    def twice(trainer):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer([At(2, twice)]).fit(x, y, epochs=1, batch_size=16)
+
+
+def test_non_finite_stop_names_epoch_step_and_layer():
+    x, y = blobs()
+    ck_calls = []
+
+    def poison(trainer):
+        trainer.model.params["4.weight"][...] = np.float32(3e38)
+
+    class Watch(Callback):
+        def on_before_update(self, trainer, grads):
+            ck_calls.append(trainer.progress["global_step"])
+
+    trainer = make_trainer([At(8, poison), Watch()])
+    with pytest.raises(TrainingStopped) as err:
+        trainer.fit(x, y, epochs=3, batch_size=16)  # 6 steps per epoch: step 9 is epoch 2, step 3
+    assert str(err.value).startswith("non-finite loss at epoch 2, step 3: ")
+    assert "forward of layer 4 (Dense)" in str(err.value)
+    assert ck_calls == list(range(9 - 1))  # no update once values stopped being finite
+
+
+def test_callbacks_are_called_in_the_documented_order():
+    calls = []
+
+    class Recorder(Callback):
+        def __init__(self, name):
+            self.name = name
+
+        def on_fit_start(self, trainer):
+            calls.append((self.name, "fit_start"))
+
+        def on_epoch_start(self, trainer, epoch):
+            calls.append((self.name, "epoch_start", epoch))
+
+        def on_before_update(self, trainer, grads):
+            assert set(grads) == set(trainer.model.params)
+            calls.append((self.name, "before_update"))
+
+        def on_step_end(self, trainer, logs):
+            calls.append((self.name, "step_end", logs["step"]))
+
+        def on_epoch_end(self, trainer, record):
+            record.setdefault("seen_by", []).append(self.name)
+            calls.append((self.name, "epoch_end", record["epoch"]))
+
+        def on_fit_end(self, trainer):
+            calls.append((self.name, "fit_end"))
+
+    x, y = blobs(32)
+    trainer = make_trainer([Recorder("a"), Recorder("b")])
+    trainer.fit(x, y, epochs=2, batch_size=16)
+    expected = [("fit_start",)]
+    for epoch in range(2):
+        expected += [("epoch_start", epoch)]
+        for step in range(2):
+            expected += [("before_update",), ("step_end", step)]
+        expected += [("epoch_end", epoch + 1)]
+    expected += [("fit_end",)]
+    assert calls == [(name,) + event for event in expected for name in "ab"]
+    assert trainer.history[0]["seen_by"] == ["a", "b"]
+
+
+def test_interrupt_hooks_replace_epoch_end():
+    calls = []
+
+    class Recorder(Callback):
+        def on_epoch_end(self, trainer, record):
+            calls.append("epoch_end")
+
+        def on_interrupt(self, trainer):
+            calls.append("interrupt")
+
+        def on_fit_end(self, trainer):
+            calls.append("fit_end")
+
+    x, y = blobs(32)
+    make_trainer([At(1, lambda t: os.kill(os.getpid(), signal.SIGINT)), Recorder()]).fit(x, y, 2, 16)
+    assert calls == ["interrupt", "fit_end"]
+
+
+def test_strategy_seam_is_used_by_fit_and_evaluate():
+    seen = []
+
+    class Recording(LocalStrategy):
+        def shard(self, indices):
+            seen.append(("shard", len(indices)))
+            return indices
+
+        def reduce_gradients(self, grads, local_count):
+            seen.append(("reduce", local_count))
+            return grads
+
+        def allreduce_sum(self, array):
+            seen.append(("sum", len(array)))
+            return super().allreduce_sum(array)
+
+        def broadcast_model(self, model):
+            seen.append(("broadcast",))
+
+        def check_in_sync(self, model):
+            seen.append(("sync",))
+
+    x, y = blobs(24)
+    trainer = make_trainer()
+    trainer.strategy = Recording()
+    trainer.fit(x, y, epochs=1, batch_size=16, validation=(x[:10], y[:10]))
+    assert seen == [("broadcast",), ("shard", 16), ("reduce", 16), ("shard", 8), ("reduce", 8),
+                    ("sum", 3), ("shard", 10), ("sum", 2 + 9), ("sync",)]
+
+
+def test_predict_and_evaluate_on_zero_rows():
+    trainer = make_trainer()
+    empty = np.empty((0, 4), np.float32)
+    out = trainer.predict(empty)
+    assert out.shape == (0, 3) and out.dtype == np.float32
+    result = trainer.evaluate(empty, np.empty(0, np.int64))
+    assert result.count == 0 and np.isnan(result.loss) and np.isnan(result.accuracy)
+    assert result.confusion.shape == (3, 3) and result.confusion.sum() == 0
+
+
+def test_generators_accept_none_int_and_generator():
+    for rng in (None, 3, np.random.default_rng(3)):
+        trainer = make_trainer()
+        trainer.rng = Trainer(trainer.model, trainer.loss, trainer.optimizer, rng=rng).rng
+        assert isinstance(trainer.rng, np.random.Generator)
+    a, b = make_trainer(), make_trainer()
+    x, y = blobs()
+    a.fit(x, y, 1, 16)
+    b.fit(x, y, 1, 16)
+    assert_same(params(a), params(b))
