@@ -3,13 +3,15 @@
 Training mode normalises with the batch mean and biased variance and updates the
 running statistics with ``running = (1 - momentum) * running + momentum * batch``
 (the running variance uses the unbiased batch variance). Eval mode uses the
-running statistics and caches nothing.
+running statistics, an affine map whose backward treats them as constants (as
+PyTorch's eval mode does).
 """
 import math
 
 import numpy as np
 
 from .base import Layer
+from .validation import check_float, check_size
 
 
 class _BatchNorm(Layer):
@@ -17,13 +19,10 @@ class _BatchNorm(Layer):
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5):
         super().__init__()
-        if int(num_features) <= 0:
-            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1], got {momentum}")
-        if float(eps) <= 0:
-            raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}")
-        self.num_features, self.momentum, self.eps = int(num_features), float(momentum), float(eps)
+        name = type(self).__name__
+        self.num_features = check_size(name, "num_features", num_features)
+        self.momentum = check_float(name, "momentum", momentum, 0.0, 1.0)
+        self.eps = check_float(name, "eps", eps, 0.0, low_open=True)
         c = self.num_features
         self.params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
         self.buffers = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}

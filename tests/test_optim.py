@@ -75,7 +75,7 @@ def test_step_rejects_mismatched_gradients():
     opt = SGD(params(), lr=0.1)
     with pytest.raises(ValueError, match="missing"):
         opt.step({"v": np.zeros(2, np.float32)})
-    with pytest.raises(ValueError, match=r"gradient for 'w' has shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"gradient 'w' has shape \(3,\), parameter 0 has \(2,\)"):
         opt.step({"w": np.zeros(3, np.float32)})
 
 
