@@ -65,18 +65,17 @@ class TensorCheck:
         scale = np.maximum(np.abs(self.analytic), np.abs(self.numeric))
         return float(np.max(np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0), initial=0.0))
 
-    def describe(self, rtol=RTOL, atol=ATOL):
+    def describe(self, rtol=RTOL, atol=ATOL, width=0):
         """One line: the tensor, its verdict and its worst entry with the numbers that decide it."""
+        head = f"{self.name:<{width}}  {str(self.shape):<14}"
         if self.numeric.size == 0:
-            return f"{self.name} {self.shape}: ok (empty)"
+            return f"{head}ok (empty)"
         i = self.worst_index(rtol, atol)
         a, n = float(self.analytic[i]), float(self.numeric[i])
-        bound = atol + rtol * abs(n)
         failed = self.failures(rtol, atol)
-        verdict = f"FAIL in {failed} of {self.numeric.size} entries" if failed else "ok"
-        relation = ">" if failed else "<="
-        return (f"{self.name} {self.shape}: {verdict}; worst {self.name}{list(i)}: analytic {a:.10g} vs "
-                f"numeric {n:.10g}, |diff| {abs(a - n):.2e} {relation} atol + rtol*|numeric| = {bound:.2e}")
+        verdict = f"FAIL in {failed} of {self.numeric.size} entries;" if failed else "ok;"
+        return (f"{head}{verdict} worst {self.name}{list(i)}: analytic {a:.8g} vs numeric {n:.8g}, "
+                f"|diff| {abs(a - n):.2e} {'>' if failed else '<='} bound {atol + rtol * abs(n):.2e}")
 
 
 class GradcheckReport:
@@ -99,9 +98,10 @@ class GradcheckReport:
         return all(c.failures(rtol, atol) == 0 for c in self.checks)
 
     def __str__(self):
-        head = f"gradient check of {self.subject} (pass: |analytic - numeric| <= {self.atol:g} + " \
-               f"{self.rtol:g} * |numeric|)"
-        return "\n".join([head] + [f"  {c.describe(self.rtol, self.atol)}" for c in self.checks])
+        width = max([len(c.name) for c in self.checks], default=0)
+        lines = [f"gradient check of {self.subject}",
+                 f"  an entry passes when |analytic - numeric| <= bound = {self.atol:g} + {self.rtol:g} * |numeric|"]
+        return "\n".join(lines + [f"  {c.describe(self.rtol, self.atol, width)}" for c in self.checks])
 
 
 def _require_float64(what, value):

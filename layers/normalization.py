@@ -83,6 +83,9 @@ class _BatchNorm(Layer):
             self._save_for_backward(xhat, inv_std, x.shape, order, False)
             return self._unrows(out, x.shape, order)
         n = rows.shape[1]
+        if n == 0:  # an empty batch: an empty result, the running statistics untouched (as PyTorch)
+            self._save_for_backward(None, None, x.shape, order, False)
+            return np.empty_like(x)
         if n < 2:
             raise ValueError(f"{type(self).__name__}: training needs more than one value per "
                              f"channel, got input of shape {x.shape}")
@@ -103,6 +106,8 @@ class _BatchNorm(Layer):
     def backward(self, dout):
         xhat, inv_std, shape, order, batch_stats = self._saved()
         self._check_dout(dout, shape)
+        if xhat is None:
+            return np.zeros_like(dout), {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
         drows = self._rows(dout, order)
         n = xhat.shape[1]
         dbias = drows.sum(axis=1)
