@@ -3,6 +3,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from layers.init import make_rng
+from layers.validation import check_size
 
 
 def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
@@ -15,8 +16,7 @@ def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
     """
     if len(x) != len(y):
         raise ValueError(f"minibatches: {len(x)} inputs but {len(y)} targets")
-    if batch_size <= 0:
-        raise ValueError(f"minibatches: batch_size must be positive, got {batch_size}")
+    check_size("minibatches", "batch_size", batch_size)
     n = len(x)
     order = make_rng(rng).permutation(n) if shuffle else None
     stop = n - n % batch_size if drop_last else n
