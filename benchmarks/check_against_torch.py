@@ -1,5 +1,6 @@
 """Cross-check npnet against PyTorch on random cases: every layer's forward, input and
-parameter gradients (float64), BatchNorm running statistics, the losses, and optimizer
+parameter gradients (float64), BatchNorm running statistics, backward through eval mode
+(BatchNorm with running statistics, Dropout, a small CNN), the losses, and optimizer
 trajectories. Needs ``pip install torch==2.13.0``; exits 1 on any mismatch.
 
     python benchmarks/check_against_torch.py
@@ -15,25 +16,36 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import layers as L  # noqa: E402
 import optim  # noqa: E402
+from models import Sequential  # noqa: E402
 from torch_equiv import to_torch  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 failures = []
+largest = [0.0, ""]
 
 
 def close(name, a, b, tol=1e-9):
     err = float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
     ok = err <= tol * max(1.0, float(np.max(np.abs(b))) if np.size(b) else 1.0)
     print(f"{'ok  ' if ok else 'FAIL'} {name:<58} max abs diff {err:.2e}")
+    if err > largest[0]:
+        largest[:] = [err, name]
     if not ok:
         failures.append(name)
 
 
-def check_layer(name, layer, shape, rng):
+def check_layer(name, layer, shape, rng, training=True):
+    """Forward, dx, parameter gradients and buffers against the torch twin. With
+    ``training=False`` both run in eval mode, after three training forwards that move
+    the running statistics away from 0 and 1."""
     layer.astype(np.float64)
     x = rng.standard_normal(shape)
+    if not training:
+        for _ in range(3):
+            layer.forward(rng.standard_normal(shape) * 2 + 0.5)
+        layer.eval()
     module = to_torch(layer).double()
-    module.train()
+    module.train(training)
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     out = layer.forward(x)
     tout = module(tx)
@@ -43,9 +55,9 @@ def check_layer(name, layer, shape, rng):
     close(f"{name} forward", out, tout.detach().numpy())
     close(f"{name} dx", dx, tx.grad.numpy())
     for key, g in grads.items():
-        close(f"{name} d{key}", g, getattr(module, key).grad.numpy())
+        close(f"{name} d{key}", g, module.get_parameter(key).grad.numpy())
     for key, buf in layer.buffers.items():
-        close(f"{name} {key}", buf, getattr(module, key).numpy())
+        close(f"{name} {key}", buf, module.get_buffer(key).numpy())
 
 
 def main():
@@ -73,6 +85,19 @@ def main():
     ]
     for name, layer, shape in cases:
         check_layer(name, layer, shape, rng)
+
+    eval_cases = [
+        ("eval BatchNorm1D", L.BatchNorm1D(6), (7, 6)),
+        ("eval BatchNorm1D on (N, C, L)", L.BatchNorm1D(3, momentum=0.2), (4, 3, 5)),
+        ("eval BatchNorm2D", L.BatchNorm2D(4, momentum=0.3), (5, 4, 3, 6)),
+        ("eval Dropout(0.5)", L.Dropout(0.5, rng=rng), (4, 9)),
+        ("eval small CNN", Sequential(L.Conv2D(2, 4, 3, padding=1, rng=rng), L.BatchNorm2D(4), L.ReLU(),
+                                      L.MaxPool2D(2), L.Conv2D(4, 6, 3, rng=rng), L.BatchNorm2D(6), L.ReLU(),
+                                      L.Flatten(), L.Dropout(0.4, rng=rng), L.Dense(6, 5, rng=rng),
+                                      L.BatchNorm1D(5)), (6, 2, 6, 6)),
+    ]
+    for name, layer, shape in eval_cases:
+        check_layer(name, layer, shape, rng, training=False)
 
     logits = rng.standard_normal((6, 5)) * 3
     labels = rng.integers(0, 5, 6)
@@ -103,7 +128,8 @@ def main():
             topt.step()
         close(f"{name}: weights after 5 steps", params["w"], tw.detach().numpy())
 
-    print(f"\n{len(failures)} mismatches" if failures else "\nall match")
+    print(f"\nlargest difference: {largest[0]:.2e} ({largest[1]})")
+    print(f"{len(failures)} mismatches" if failures else "all match")
     return 1 if failures else 0
 
 

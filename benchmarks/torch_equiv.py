@@ -9,8 +9,9 @@ from models import Sequential
 
 
 def _copy(module, layer):
+    """Copy parameters and buffers (BatchNorm's running statistics) into ``module``."""
     with torch.no_grad():
-        for name, value in layer.params.items():
+        for name, value in {**layer.params, **layer.buffers}.items():
             getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
     return module
 

@@ -2,19 +2,23 @@
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from layers.init import make_rng
+from layers.validation import check_size
+
 
 def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
     """Yield ``(x_batch, y_batch)``; a new permutation from ``rng`` each call when shuffling.
 
-    The last batch is smaller when ``len(x)`` is not a multiple of ``batch_size``
+    ``rng`` is a ``np.random.Generator``, an integer seed or None (fresh entropy),
+    as everywhere in npnet; pass the same Generator every epoch for a new, repeatable
+    order each epoch. The last batch is smaller when ``len(x)`` is not a multiple of ``batch_size``
     unless ``drop_last``.
     """
     if len(x) != len(y):
         raise ValueError(f"minibatches: {len(x)} inputs but {len(y)} targets")
-    if batch_size <= 0:
-        raise ValueError(f"minibatches: batch_size must be positive, got {batch_size}")
+    check_size("minibatches", "batch_size", batch_size)
     n = len(x)
-    order = rng.permutation(n) if shuffle else None
+    order = make_rng(rng).permutation(n) if shuffle else None
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         if order is None:
@@ -27,8 +31,11 @@ def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
 def random_crop(x, rng, pad):
     """Pad each image by ``pad`` zeros and cut a random HxW window from it (per image).
 
+    ``rng``: a Generator, an integer seed or None, here and in the functions below.
+
     Shape: x (N, C, H, W) -> (N, C, H, W)
     """
+    rng = make_rng(rng)
     n, c, h, w = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     # (N, C, 2p+1, 2p+1, H, W): every window, as a read-only view
@@ -40,12 +47,13 @@ def random_crop(x, rng, pad):
 
 def random_flip(x, rng, p=0.5):
     """Mirror each image left-right with probability ``p``. Shape: (N, C, H, W) -> same."""
-    flip = rng.random(len(x)) < p
+    flip = make_rng(rng).random(len(x)) < p
     return np.where(flip[:, None, None, None], x[..., ::-1], x)
 
 
 def augment_cifar(x, rng):
     """The standard CIFAR-10 augmentation: 4-pixel padded random crop, then horizontal flip."""
+    rng = make_rng(rng)
     return random_flip(random_crop(x, rng, 4), rng)
 
 

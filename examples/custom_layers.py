@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from layers import Dense, Layer, Sigmoid  # noqa: E402
 from layers.gradcheck import check_layer  # noqa: E402
+from layers.init import make_rng  # noqa: E402
 from models import Multiply, Sequential  # noqa: E402
 
 
@@ -27,7 +28,7 @@ class Swish(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        s = expit(x)
+        s = expit(x).astype(x.dtype, copy=False)  # keep float16/32 as they are
         self._save_for_backward(x, s)
         return x * s
 
@@ -74,6 +75,7 @@ class PReLU(Layer):
 
 def gated_linear_unit(in_features, out_features, rng=None):
     """GLU: ``(x W + b) * sigmoid(x V + c)``, a product gate between two branches."""
+    rng = make_rng(rng)  # one generator for both branches, even from an integer seed
     return Multiply(Dense(in_features, out_features, init="glorot_uniform", rng=rng),
                     Sequential(Dense(in_features, out_features, init="glorot_uniform", rng=rng), Sigmoid()))
 

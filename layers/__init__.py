@@ -1,6 +1,6 @@
 """npnet layers: each an explicit forward and backward pass."""
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .base import Layer, grad_enabled, no_grad
+from .base import DtypeWarning, Layer, grad_enabled, no_grad
 from .conv import Conv2D
 from .linear import Dense
 from .losses import MSELoss, SoftmaxCrossEntropy
@@ -9,6 +9,6 @@ from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .regularization import Dropout
 from .reshape import Flatten
 
-__all__ = ["Layer", "no_grad", "grad_enabled", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout",
+__all__ = ["Layer", "DtypeWarning", "no_grad", "grad_enabled", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dropout",
            "BatchNorm1D", "BatchNorm2D", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
            "SoftmaxCrossEntropy", "MSELoss"]

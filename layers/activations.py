@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import expit
 
 from .base import Layer
+from .validation import check_float, check_size
 
 
 class ReLU(Layer):
@@ -40,7 +41,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_float("LeakyReLU", "negative_slope", negative_slope)
 
     def get_config(self):
         return {"negative_slope": self.negative_slope}
@@ -64,7 +65,7 @@ class Sigmoid(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        out = expit(x)
+        out = expit(x).astype(x.dtype, copy=False)  # scipy gives float16 in float32 or float64
         self._save_for_backward(out)
         return out
 
@@ -105,7 +106,7 @@ class Softmax(Layer):
 
     def __init__(self, axis=-1):
         super().__init__()
-        self.axis = int(axis)
+        self.axis = check_size("Softmax", "axis", axis, minimum=None)
 
     def get_config(self):
         return {"axis": self.axis}

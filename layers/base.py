@@ -2,9 +2,9 @@
 
 A layer is a small object with an explicit forward and backward pass:
 
-* ``forward(x)`` returns the output and, in training mode, caches on private
-  attributes exactly what ``backward`` needs (one slot, overwritten each call).
-  It never mutates ``x``.
+* ``forward(x)`` returns the output and caches on private attributes exactly
+  what ``backward`` needs (one slot, overwritten each call), in train and eval
+  mode alike. It never mutates ``x``.
 * ``backward(dout)`` returns ``(dx, grads)``: the gradient for the last input and
   a dict of parameter gradients with the same keys and shapes as ``params``.
 * ``params`` holds the trainable arrays, ``buffers`` the non-trainable state
@@ -14,6 +14,10 @@ A layer is a small object with an explicit forward and backward pass:
   what ``backward`` needs is a separate switch: it does, in either mode, unless
   it runs inside ``with no_grad():`` (what ``predict`` and evaluation use, so
   that inference keeps nothing), as in PyTorch.
+* dtypes: a layer computes in its input's dtype: float16, float32 or float64
+  in gives the same dtype out, for ``out``, ``dx`` and the parameter gradients
+  (parameters are cast to it on the fly). Parameters are float32 by default;
+  ``astype`` converts them.
 * ``input_grad`` (default True): when a container sets it False on the layer
   that reads the data, a layer with parameters may skip computing ``dx`` and
   return ``None`` in its place, since nothing upstream needs it.
@@ -25,6 +29,11 @@ import threading
 import numpy as np
 
 LAYER_REGISTRY = {}
+
+
+class DtypeWarning(UserWarning):
+    """A batch wider than the model's parameters (float64 into float32): it computes in
+    the batch's dtype, which is slower. Raised once per model."""
 
 _grad_mode = threading.local()
 
@@ -69,7 +78,6 @@ class Layer:
         self.training = True
         self._cache = None
 
-    # -- the contract ------------------------------------------------------
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
@@ -101,14 +109,24 @@ class Layer:
     def from_config(cls, config):
         return cls(**config)
 
-    # -- modes and dtype ---------------------------------------------------
     def train(self, mode=True):
+        """Set training mode (``mode=True``) or eval mode on this layer and every
+        sub-layer; returns self.
+
+        The mode switches behaviour only: Dropout drops in training mode and is the
+        identity in eval mode; BatchNorm normalises with the batch statistics (and
+        updates its running statistics) in training mode and with the running
+        statistics in eval mode. ``backward`` works after a forward in either mode;
+        to keep nothing for backward (inference) run the forward inside
+        :func:`no_grad`.
+        """
         self.training = bool(mode)
         for child in self.children():
             child.train(mode)
         return self
 
     def eval(self):
+        """Eval mode for this layer and every sub-layer (``train(False)``); returns self."""
         return self.train(False)
 
     def named_children(self):
@@ -119,12 +137,23 @@ class Layer:
         return [layer for _, layer in self.named_children()]
 
     def astype(self, dtype):
-        """Convert parameters and floating buffers to ``dtype`` in place; returns self."""
+        """Convert parameters and floating buffers to the floating ``dtype``; returns self.
+
+        Arrays already of ``dtype`` are left as they are (the same objects). A
+        converted array is a new array: the old one is made read-only, so that an
+        optimizer built before the conversion, which still holds it, raises at its
+        next step instead of silently updating an array the model no longer uses.
+        Build optimizers after ``astype``.
+        """
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise TypeError(f"{type(self).__name__}.astype: expected a floating dtype, got {dtype}")
         # a container's params/buffers are gathered from its children: converted there
         for store in (vars(self).get("params", {}), vars(self).get("buffers", {})):
             for name, value in store.items():
-                if np.issubdtype(value.dtype, np.floating):
+                if np.issubdtype(value.dtype, np.floating) and value.dtype != dtype:
                     store[name] = value.astype(dtype)
+                    value.flags.writeable = False
         for child in self.children():
             child.astype(dtype)
         self.clear_cache()
@@ -165,7 +194,6 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
-    # -- helpers for subclasses --------------------------------------------
     def _save_for_backward(self, *values):
         """Cache values for backward; inside ``no_grad()`` keep nothing (and drop
         any earlier cache)."""
@@ -197,11 +225,26 @@ class Layer:
             for got, want in zip(x.shape[1:], trailing):
                 if want is not None and got != want:
                     shape = "(N, " + ", ".join("*" if t is None else str(t) for t in trailing) + ")"
-                    raise ValueError(
-                        f"{type(self).__name__}: expected input of shape {shape}, got {x.shape}")
+                    raise ValueError(f"{type(self).__name__}: expected input of shape {shape}, "
+                                     f"got {x.shape}{_nhwc_hint(x.shape, trailing)}")
 
     def _check_dout(self, dout, shape):
+        """Validate an upstream gradient: a floating numpy array of exactly ``shape``."""
+        name = type(self).__name__
+        if not isinstance(dout, np.ndarray):
+            raise TypeError(f"{name}.backward: expected the upstream gradient as a numpy array of "
+                            f"shape {tuple(shape)}, got {type(dout).__name__}")
+        if not np.issubdtype(dout.dtype, np.floating):
+            raise TypeError(f"{name}.backward: expected a floating-point upstream gradient, "
+                            f"got dtype {dout.dtype}")
         if dout.shape != tuple(shape):
-            raise ValueError(
-                f"{type(self).__name__}.backward: expected upstream gradient of shape "
-                f"{tuple(shape)}, got {dout.shape}")
+            raise ValueError(f"{name}.backward: expected upstream gradient of shape "
+                             f"{tuple(shape)}, got {dout.shape}")
+
+
+def _nhwc_hint(shape, trailing):
+    """A hint for an image batch given channels-last: its last axis has the channel count."""
+    if len(shape) == 4 and len(trailing) == 3 and trailing[0] is not None and shape[-1] == trailing[0]:
+        return ("; images are NCHW (channels first) and this batch looks NHWC: "
+                "pass x.transpose(0, 3, 1, 2)")
+    return ""

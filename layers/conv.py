@@ -4,6 +4,7 @@ import numpy as np
 from .base import Layer, grad_enabled
 from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw
 from .init import initialize, make_rng
+from .validation import check_size
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 # eval mode keeps nothing for backward, so it unfolds in chunks small enough that the
@@ -43,9 +44,9 @@ class Conv2D(Layer):
                  workspace_bytes=DEFAULT_WORKSPACE_BYTES):
         super().__init__()
         name = "Conv2D"
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
+        in_channels = check_size(name, "in_channels", in_channels)
+        out_channels = check_size(name, "out_channels", out_channels)
+        groups = check_size(name, "groups", groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
@@ -54,9 +55,9 @@ class Conv2D(Layer):
         self.stride = as_pair(stride, "stride", name)
         self.dilation = as_pair(dilation, "dilation", name)
         self.padding = padding
-        if padding == "valid":
+        if isinstance(padding, str) and padding == "valid":
             self.pads = (0, 0, 0, 0)
-        elif padding == "same":
+        elif isinstance(padding, str) and padding == "same":
             if self.stride != (1, 1):
                 raise ValueError(f"{name}: padding='same' needs stride 1, got stride {self.stride}")
             # total padding d*(k-1); the odd element goes after, as in PyTorch
@@ -66,7 +67,7 @@ class Conv2D(Layer):
             self.pads = as_padding(padding, name)
             self.padding = padding if np.isscalar(padding) else list(padding)
         self.use_bias, self.init = bool(bias), init
-        self.workspace_bytes = int(workspace_bytes)
+        self.workspace_bytes = check_size(name, "workspace_bytes", workspace_bytes)
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         fan_out = self.out_channels // self.groups * kh * kw
@@ -142,6 +143,9 @@ class Conv2D(Layer):
         self._check_input(x, (self.in_channels, None, None))
         n, _, h, w = x.shape
         ho, wo = self._out_hw(h, w)
+        if n == 0:  # an empty batch: nothing to unfold
+            self._save_for_backward(x.shape, None, None)
+            return empty_chwn(0, self.out_channels, ho, wo, x.dtype)
         g, og = self.groups, self.out_channels // self.groups
         weight = self.params["weight"].astype(x.dtype, copy=False).reshape(g, og, -1)
         xp = pad_nchw(x, self.pads)  # (C, Hp, Wp, N) memory
@@ -167,6 +171,9 @@ class Conv2D(Layer):
         n, c, h, w = x_shape
         ho, wo = self._out_hw(h, w)
         self._check_dout(dout, (n, self.out_channels, ho, wo))
+        if n == 0:
+            grads = {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
+            return (empty_chwn(0, c, h, w, dout.dtype) if self.input_grad else None), grads
         g, og, (kh, kw) = self.groups, self.out_channels // self.groups, self.kernel_size
         top, _, left, _ = self.pads
         padded_hw = (h + self.pads[0] + self.pads[1], w + self.pads[2] + self.pads[3])

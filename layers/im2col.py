@@ -123,8 +123,8 @@ def col2im(cols, padded_hw, kernel, stride, dilation):
 
 def as_pair(value, name, layer):
     """An int or a pair of ints -> a tuple of two ints (validated positive)."""
-    pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+    pair = (value, value) if np.isscalar(value) or value is None else tuple(value)
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
         raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
     if min(pair) <= 0:
         raise ValueError(f"{layer}: {name} must be positive, got {value!r}")
@@ -133,8 +133,13 @@ def as_pair(value, name, layer):
 
 def as_padding(value, layer):
     """An int or a pair (symmetric per axis) -> (top, bottom, left, right), non-negative."""
-    pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair) or min(pair) < 0:
+    pair = (value, value) if np.isscalar(value) or value is None else tuple(value)
+    if len(pair) != 2 or not all(_is_int(v) for v in pair) or min(pair) < 0:
         raise ValueError(f"{layer}: padding must be a non-negative int or pair of ints, "
                          f"'same' or 'valid', got {value!r}")
     return (int(pair[0]), int(pair[0]), int(pair[1]), int(pair[1]))
+
+
+def _is_int(value):
+    """An integer that is not a bool (``True`` is not a size)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

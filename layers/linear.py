@@ -3,6 +3,7 @@ import numpy as np
 
 from .base import Layer
 from .init import initialize, make_rng
+from .validation import check_size
 
 
 class Dense(Layer):
@@ -17,10 +18,8 @@ class Dense(Layer):
 
     def __init__(self, in_features, out_features, bias=True, init="he_normal", rng=None):
         super().__init__()
-        if int(in_features) <= 0 or int(out_features) <= 0:
-            raise ValueError(f"Dense: sizes must be positive, got in_features={in_features}, "
-                             f"out_features={out_features}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_size("Dense", "in_features", in_features)
+        self.out_features = check_size("Dense", "out_features", out_features)
         self.use_bias, self.init = bool(bias), init
         rng = make_rng(rng)
         self.params["weight"] = initialize((self.out_features, self.in_features),
@@ -47,10 +46,9 @@ class Dense(Layer):
 
     def forward(self, x):
         self._check_input(x, (self.in_features,))
-        w = self.params["weight"]
-        out = x @ w.T
+        out = x @ self.params["weight"].astype(x.dtype, copy=False).T
         if self.use_bias:
-            out += self.params["bias"]
+            out += self.params["bias"].astype(x.dtype, copy=False)
         self._save_for_backward(x)
         return out
 
@@ -60,5 +58,5 @@ class Dense(Layer):
         grads = {"weight": dout.T @ x}
         if self.use_bias:
             grads["bias"] = dout.sum(axis=0)
-        dx = dout @ self.params["weight"] if self.input_grad else None
+        dx = dout @ self.params["weight"].astype(dout.dtype, copy=False) if self.input_grad else None
         return dx, grads

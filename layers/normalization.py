@@ -3,13 +3,15 @@
 Training mode normalises with the batch mean and biased variance and updates the
 running statistics with ``running = (1 - momentum) * running + momentum * batch``
 (the running variance uses the unbiased batch variance). Eval mode uses the
-running statistics and caches nothing.
+running statistics, an affine map whose backward treats them as constants (as
+PyTorch's eval mode does).
 """
 import math
 
 import numpy as np
 
 from .base import Layer
+from .validation import check_float, check_size
 
 
 class _BatchNorm(Layer):
@@ -17,13 +19,10 @@ class _BatchNorm(Layer):
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5):
         super().__init__()
-        if int(num_features) <= 0:
-            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1], got {momentum}")
-        if float(eps) <= 0:
-            raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}")
-        self.num_features, self.momentum, self.eps = int(num_features), float(momentum), float(eps)
+        name = type(self).__name__
+        self.num_features = check_size(name, "num_features", num_features)
+        self.momentum = check_float(name, "momentum", momentum, 0.0, 1.0)
+        self.eps = check_float(name, "eps", eps, 0.0, low_open=True)
         c = self.num_features
         self.params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
         self.buffers = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
@@ -84,6 +83,9 @@ class _BatchNorm(Layer):
             self._save_for_backward(xhat, inv_std, x.shape, order, False)
             return self._unrows(out, x.shape, order)
         n = rows.shape[1]
+        if n == 0:  # an empty batch: an empty result, the running statistics untouched (as PyTorch)
+            self._save_for_backward(None, None, x.shape, order, False)
+            return np.empty_like(x)
         if n < 2:
             raise ValueError(f"{type(self).__name__}: training needs more than one value per "
                              f"channel, got input of shape {x.shape}")
@@ -104,6 +106,8 @@ class _BatchNorm(Layer):
     def backward(self, dout):
         xhat, inv_std, shape, order, batch_stats = self._saved()
         self._check_dout(dout, shape)
+        if xhat is None:
+            return np.zeros_like(dout), {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
         drows = self._rows(dout, order)
         n = xhat.shape[1]
         dbias = drows.sum(axis=1)

@@ -19,8 +19,8 @@ class _Pool2D(Layer):
         name = type(self).__name__
         self.kernel_size = as_pair(kernel_size, "kernel_size", name)
         self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", name)
-        self.padding = padding if np.isscalar(padding) else list(padding)
         self.pads = as_padding(padding, name)
+        self.padding = padding if np.isscalar(padding) else list(padding)
         if self.pads[0] * 2 > self.kernel_size[0] or self.pads[2] * 2 > self.kernel_size[1]:
             raise ValueError(f"{name}: padding {padding} must be at most half the kernel size "
                              f"{self.kernel_size}")

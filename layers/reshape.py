@@ -25,7 +25,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"Flatten: expected input of shape (N, ...) with rank >= 2, got {x.shape}")
         self._save_for_backward(x)  # a reference, for its shape and memory layout
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dout):
         (x,) = self._saved()

@@ -5,10 +5,13 @@ import numbers
 
 
 def check_size(owner, name, value, minimum=1):
-    """An integer ``>= minimum`` (bools and floats such as 2.7 or 2.0 are refused) -> int."""
+    """An integer ``>= minimum`` (bools and floats such as 2.7 or 2.0 are refused) -> int.
+
+    ``minimum=None`` accepts any integer (an axis, which may be negative).
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{owner}: {name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
     return int(value)
 

@@ -1,7 +1,9 @@
 """A straight chain of layers."""
+import warnings
+
 import numpy as np
 
-from layers.base import Layer, no_grad
+from layers.base import DtypeWarning, Layer, no_grad
 
 from .container import Container, build_layer, layer_spec
 
@@ -12,6 +14,14 @@ class Sequential(Container):
     ``Sequential(l1, l2, ...)`` or ``Sequential([l1, l2, ...])``. Given
     ``input_shape`` (per sample, no batch axis) the whole chain of shapes is
     checked at construction, so a mismatch is reported before any data flows.
+
+    A layer computes in its input's dtype, so a float64 batch into a model with
+    float32 parameters (the default) computes in float64: slower, with float64
+    outputs and gradients. The model warns once (:class:`layers.DtypeWarning`);
+    cast the batch with ``x.astype(np.float32)``, or convert the model with
+    ``astype(np.float64)`` before building its optimizer.
+
+    ``model[i]`` is a layer; ``model[i:j]`` a Sequential sharing those layers.
 
     Shape:
         x:   (N, *input_shape)
@@ -26,6 +36,7 @@ class Sequential(Container):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a Layer")
         self.layers = list(layers)
+        self._dtype_warned = False
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         if self.input_shape is not None:
             self.output_shape(self.input_shape)
@@ -47,6 +58,8 @@ class Sequential(Container):
         return len(self.layers)
 
     def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(self.layers[i])
         return self.layers[i]
 
     def get_config(self):
@@ -70,9 +83,23 @@ class Sequential(Container):
         return shape
 
     def forward(self, x):
+        if not self._dtype_warned and getattr(x, "dtype", np.dtype(np.float32)).itemsize > 4:
+            self._warn_wider_input(x)
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+    def _warn_wider_input(self, x):
+        dtype = getattr(x, "dtype", None)
+        narrower = [p.dtype for p in self.params.values() if dtype is not None and p.dtype.kind == "f"
+                    and dtype.kind == "f" and p.dtype.itemsize < dtype.itemsize]
+        if narrower:
+            self._dtype_warned = True
+            warnings.warn(
+                f"Sequential: a {dtype} batch into a model with {narrower[0]} parameters computes in "
+                f"{dtype} (slower, {dtype} outputs and gradients); pass x.astype(np.{narrower[0]}), or "
+                f"call model.astype(np.{dtype}) before building the optimizer. Warned once per model.",
+                DtypeWarning, stacklevel=3)
 
     def backward(self, dout):
         """Returns ``(dx, grads)`` with grads keyed like ``params`` and in its order.
@@ -92,15 +119,17 @@ class Sequential(Container):
 
     def predict(self, x, batch_size=256):
         """Eval-mode forward in batches under ``no_grad`` (caching nothing); restores the
-        previous mode."""
+        previous mode. ``x`` with 0 rows gives ``(0, *output_shape)``."""
         was_training = self.training
         self.eval()
         try:
             with no_grad():
+                if len(x) == 0:
+                    return self.forward(x)
                 outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         finally:
             self.train(was_training)
-        return np.concatenate(outs) if outs else np.empty((0,))
+        return np.concatenate(outs)
 
     def cost(self, input_shape):
         total = {"forward_flops": 0, "backward_flops": 0, "cache_bytes": 0}
@@ -111,11 +140,12 @@ class Sequential(Container):
             shape = tuple(layer.output_shape(shape))
         return total
 
-    def summary(self, input_shape=None, batch_size=1, print_fn=print):
+    def summary(self, input_shape=None, batch_size=1, print_fn=None):
         """Table per layer: output shape, parameters, forward and backward FLOPs and the
         bytes kept for backward (for ``batch_size`` samples), with totals.
 
-        Returns the text; ``print_fn`` (default ``print``, ``None`` for silence) shows it.
+        Returns the text and prints nothing (``print(model.summary((1, 28, 28)))``);
+        ``print_fn`` (e.g. ``logging.info``), when given, is also called with it.
         """
         shape = tuple(input_shape or self.input_shape or ())
         if not shape:

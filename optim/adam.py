@@ -1,7 +1,9 @@
 """Adam and AdamW."""
 import numpy as np
 
-from .optimizer import Optimizer, _check
+from layers.validation import check_float
+
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -16,13 +18,14 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         name = type(self).__name__
-        b1, b2 = betas
-        _check(name, "beta1", b1, 0 <= b1 < 1)
-        _check(name, "beta2", b2, 0 <= b2 < 1)
-        _check(name, "eps", eps, eps >= 0)
-        _check(name, "weight_decay", weight_decay, weight_decay >= 0)
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        b1 = check_float(name, "beta1", betas[0], 0.0, 1.0, high_open=True)
+        b2 = check_float(name, "beta2", betas[1], 0.0, 1.0, high_open=True)
+        eps = check_float(name, "eps", eps, 0.0)
+        weight_decay = check_float(name, "weight_decay", weight_decay, 0.0)
         super().__init__(params, lr)
-        self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), float(eps), float(weight_decay)
+        self.betas, self.eps, self.weight_decay = (b1, b2), eps, weight_decay
 
     def _update(self, p, g, state):
         dt = p.dtype.type

@@ -1,51 +1,83 @@
 """What every optimizer shares: the parameter list, validation, state save/restore."""
 import numpy as np
 
+from layers.validation import check_float
+
 
 class Optimizer:
     """Updates a fixed list of parameter arrays in place from matching gradients.
 
     ``params`` is a dict (name -> array, e.g. ``model.params``) or a list of
-    arrays. ``step(grads)`` takes gradients in the same form: a dict with the
-    same names, or a list in the same order.
+    arrays (``model.parameters()``). ``step(grads)`` takes a dict with the same
+    names or a list in the same order; an optimizer built from a list also takes
+    the dict ``model.backward`` returns, matched by position (its order is the
+    order of ``model.parameters()``), every shape checked.
+
+    The optimizer holds the arrays themselves and updates them in place. Build it
+    after ``model.astype(...)``: a conversion gives the model new arrays and makes
+    the old ones read-only, and ``step`` then raises rather than update arrays the
+    model no longer uses.
     """
 
     def __init__(self, params, lr):
         if isinstance(params, dict):
             self.names, self.params = list(params), list(params.values())
+            self._by_position = False
         else:
             self.params = list(params)
             self.names = [str(i) for i in range(len(self.params))]
+            self._by_position = True
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for name, p in zip(self.names, self.params):
             if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
                 raise TypeError(f"{type(self).__name__}: parameter {name!r} is not a floating numpy array")
-        _check(type(self).__name__, "lr", lr, lr >= 0)
-        self.lr = float(lr)
+            if not p.flags.writeable:
+                raise ValueError(f"{type(self).__name__}: parameter {name!r} is read-only")
+        self.lr = check_float(type(self).__name__, "lr", lr, 0.0)
         self.step_count = 0
         self.state = [dict() for _ in self.params]
 
     def _grads_list(self, grads):
+        owner = f"{type(self).__name__}.step"
+        names = self.names
         if isinstance(grads, dict):
-            if set(grads) != set(self.names):
+            if self._by_position and set(grads) != set(self.names):
+                names, grads = list(grads), list(grads.values())
+            elif set(grads) != set(self.names):
                 missing = sorted(set(self.names) - set(grads))
                 extra = sorted(set(grads) - set(self.names))
-                raise ValueError(f"{type(self).__name__}.step: gradients do not match the parameters "
-                                 f"(missing {missing}, unexpected {extra})")
-            grads = [grads[n] for n in self.names]
+                raise ValueError(f"{owner}: gradients do not match the parameters (missing {missing}, "
+                                 f"unexpected {extra}); pass the dict model.backward returns for the "
+                                 "model whose params built this optimizer")
+            else:
+                grads = [grads[n] for n in self.names]
         grads = list(grads)
         if len(grads) != len(self.params):
-            raise ValueError(f"{type(self).__name__}.step: got {len(grads)} gradients "
-                             f"for {len(self.params)} parameters")
-        for name, p, g in zip(self.names, self.params, grads):
+            raise ValueError(f"{owner}: got {len(grads)} gradients for {len(self.params)} parameters; "
+                             "pass the gradients of exactly the parameters this optimizer was built from "
+                             "(the dict model.backward returns, or a list in parameters() order)")
+        for i, (name, p, g) in enumerate(zip(names, self.params, grads)):
+            if not isinstance(g, np.ndarray) or not np.issubdtype(g.dtype, np.floating):
+                raise TypeError(f"{owner}: gradient {name!r} is {type(g).__name__} "
+                                f"{getattr(g, 'dtype', '')}, expected a floating numpy array")
             if g.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.step: gradient for {name!r} has shape "
-                                 f"{g.shape}, parameter has {p.shape}")
+                where = f" (position {i}: a dict is matched to a parameter list by position)" \
+                    if self._by_position and name != self.names[i] else ""
+                raise ValueError(f"{owner}: gradient {name!r} has shape {g.shape}, parameter {i} has "
+                                 f"{p.shape}{where}; pass the dict model.backward returns for the "
+                                 "model whose parameters built this optimizer")
         return grads
 
     def step(self, grads):
+        """Update every parameter in place from its gradient (see the class docstring)."""
         grads = self._grads_list(grads)
+        for name, p in zip(self.names, self.params):
+            if not p.flags.writeable:
+                raise RuntimeError(
+                    f"{type(self).__name__}.step: parameter {name!r} is read-only: the model was "
+                    "converted (model.astype) after this optimizer was built, so the optimizer no longer "
+                    "holds the model's arrays. Build the optimizer after astype.")
         self.step_count += 1
         for p, g, state in zip(self.params, grads, self.state):
             self._update(p, g, state)
@@ -75,8 +107,3 @@ class Optimizer:
         self.lr = float(state["lr"])
         self.step_count = int(state["step_count"])
         self.state = new
-
-
-def _check(owner, name, value, ok):
-    if not ok:
-        raise ValueError(f"{owner}: invalid {name}: {value!r}")

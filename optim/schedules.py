@@ -6,6 +6,8 @@ schedule's sizes are given in. ``lr_at(t)`` is the rate after ``t`` calls.
 import bisect
 import math
 
+from layers.validation import check_float, check_size
+
 
 class Schedule:
     """Base class: remembers the optimizer's starting rate and the number of steps taken."""
@@ -33,8 +35,8 @@ class Schedule:
 
 
 def _positive(owner, name, value):
-    if not value > 0:
-        raise ValueError(f"{owner}: {name} must be positive, got {value!r}")
+    """A finite real number > 0."""
+    return check_float(owner, name, value, 0.0, low_open=True)
 
 
 class ConstantLR(Schedule):
@@ -48,10 +50,10 @@ class StepLR(Schedule):
     """``lr = base_lr * gamma ** (t // step_size)``."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        _positive("StepLR", "step_size", step_size)
-        _positive("StepLR", "gamma", gamma)
+        step_size = check_size("StepLR", "step_size", step_size)
+        gamma = _positive("StepLR", "gamma", gamma)
         super().__init__(optimizer)
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size, self.gamma = step_size, gamma
 
     def lr_at(self, t):
         return self.base_lr * self.gamma ** (t // self.step_size)
@@ -61,12 +63,12 @@ class MultiStepLR(Schedule):
     """``lr = base_lr * gamma ** (number of milestones <= t)``."""
 
     def __init__(self, optimizer, milestones, gamma=0.1):
-        milestones = [int(m) for m in milestones]
-        if milestones != sorted(milestones) or any(m <= 0 for m in milestones):
-            raise ValueError(f"MultiStepLR: milestones must be increasing positive ints, got {milestones}")
-        _positive("MultiStepLR", "gamma", gamma)
+        milestones = [check_size("MultiStepLR", "milestone", m) for m in milestones]
+        if milestones != sorted(milestones):
+            raise ValueError(f"MultiStepLR: milestones must be increasing, got {milestones}")
+        gamma = _positive("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer)
-        self.milestones, self.gamma = milestones, float(gamma)
+        self.milestones, self.gamma = milestones, gamma
 
     def lr_at(self, t):
         return self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, t)
@@ -76,9 +78,9 @@ class ExponentialLR(Schedule):
     """``lr = base_lr * gamma ** t``."""
 
     def __init__(self, optimizer, gamma):
-        _positive("ExponentialLR", "gamma", gamma)
+        gamma = _positive("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer)
-        self.gamma = float(gamma)
+        self.gamma = gamma
 
     def lr_at(self, t):
         return self.base_lr * self.gamma ** t
@@ -92,13 +94,14 @@ class CosineLR(Schedule):
     """
 
     def __init__(self, optimizer, total_steps, min_lr=0.0, warmup_steps=0):
-        _positive("CosineLR", "total_steps", total_steps)
-        if not 0 <= warmup_steps < total_steps:
-            raise ValueError(f"CosineLR: warmup_steps must be in [0, total_steps), got {warmup_steps}")
-        if min_lr < 0:
-            raise ValueError(f"CosineLR: min_lr must be >= 0, got {min_lr}")
+        total_steps = check_size("CosineLR", "total_steps", total_steps)
+        warmup_steps = check_size("CosineLR", "warmup_steps", warmup_steps, minimum=0)
+        if warmup_steps >= total_steps:
+            raise ValueError(f"CosineLR: warmup_steps must be in [0, total_steps={total_steps}), "
+                             f"got {warmup_steps}")
+        min_lr = check_float("CosineLR", "min_lr", min_lr, 0.0)
         super().__init__(optimizer)
-        self.total_steps, self.min_lr, self.warmup_steps = int(total_steps), float(min_lr), int(warmup_steps)
+        self.total_steps, self.min_lr, self.warmup_steps = total_steps, min_lr, warmup_steps
         if self.warmup_steps:
             optimizer.lr = self.lr_at(0)
 
@@ -114,10 +117,10 @@ class InvLR(Schedule):
     """Caffe's "inv" policy: ``lr = base_lr * (1 + gamma * t) ** (-power)``."""
 
     def __init__(self, optimizer, gamma, power):
-        _positive("InvLR", "gamma", gamma)
-        _positive("InvLR", "power", power)
+        gamma = _positive("InvLR", "gamma", gamma)
+        power = _positive("InvLR", "power", power)
         super().__init__(optimizer)
-        self.gamma, self.power = float(gamma), float(power)
+        self.gamma, self.power = gamma, power
 
     def lr_at(self, t):
         return self.base_lr * (1 + self.gamma * t) ** (-self.power)

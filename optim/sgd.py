@@ -1,5 +1,7 @@
 """Stochastic gradient descent with momentum, Nesterov momentum and weight decay."""
-from .optimizer import Optimizer, _check
+from layers.validation import check_float
+
+from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
@@ -12,12 +14,12 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        _check("SGD", "momentum", momentum, momentum >= 0)
-        _check("SGD", "weight_decay", weight_decay, weight_decay >= 0)
+        momentum = check_float("SGD", "momentum", momentum, 0.0)
+        weight_decay = check_float("SGD", "weight_decay", weight_decay, 0.0)
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov momentum needs momentum > 0")
         super().__init__(params, lr)
-        self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
+        self.momentum, self.nesterov, self.weight_decay = momentum, bool(nesterov), weight_decay
 
     def _update(self, p, g, state):
         dt = p.dtype.type

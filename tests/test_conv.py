@@ -180,7 +180,7 @@ def test_forward_does_not_mutate_input(rng):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(in_channels=3, out_channels=4, kernel_size=3, groups=2), "divisible by groups"),
     (dict(in_channels=4, out_channels=3, kernel_size=3, groups=2), "divisible by groups"),
-    (dict(in_channels=0, out_channels=3, kernel_size=3), "in_channels must be a positive int"),
+    (dict(in_channels=0, out_channels=3, kernel_size=3), "in_channels must be >= 1"),
     (dict(in_channels=2, out_channels=3, kernel_size=0), "kernel_size must be positive"),
     (dict(in_channels=2, out_channels=3, kernel_size=3, stride=(1, 0)), "stride must be positive"),
     (dict(in_channels=2, out_channels=3, kernel_size=3, padding=-1), "padding"),
@@ -241,4 +241,4 @@ def test_every_scipy_configuration_passes_gradcheck(cfg, rng):
     x = rng.uniform(0.1, 1.0, (1, cfg["cin"]) + hw) * rng.choice([-1.0, 1.0], (1, cfg["cin"]) + hw)
     report = check_layer(layer, x)
     assert {c.name for c in report.checks} == {"input"} | set(layer.params)
-    assert report.passed(1e-6), str(report)
+    assert report.passed(), str(report)

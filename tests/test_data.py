@@ -162,3 +162,22 @@ def test_a_root_holding_other_data_sets_is_not_taken_for_this_one(tmp_path):
         data.load_mnist(tmp_path, name="fashion-mnist", download_missing=False)
     with pytest.raises(FileNotFoundError, match=r"cifar10: .* found in .*cifar10"):
         data.load_cifar10(tmp_path, download_missing=False)
+
+
+@pytest.mark.parametrize("rng_arg", [None, 7, np.random.default_rng(7)])
+def test_randomness_accepts_none_a_seed_or_a_generator(rng_arg):
+    from data import augment_cifar, augment_translate, minibatches, random_crop, random_flip
+    x = np.arange(5 * 3 * 6 * 6, dtype=np.float32).reshape(5, 3, 6, 6)
+    y = np.arange(5)
+    seen = np.concatenate([yb for _, yb in minibatches(x, y, 2, rng=rng_arg)])
+    assert sorted(seen) == list(range(5))
+    for augment in (lambda v: random_crop(v, rng_arg, 2), lambda v: random_flip(v, rng_arg),
+                    lambda v: augment_cifar(v, rng_arg), lambda v: augment_translate(v, rng_arg)):
+        assert augment(x).shape == x.shape
+
+
+def test_an_integer_seed_repeats_the_order():
+    from data import minibatches
+    x, y = np.zeros((9, 2), np.float32), np.arange(9)
+    orders = [[int(v) for _, yb in minibatches(x, y, 4, rng=3) for v in yb] for _ in range(2)]
+    assert orders[0] == orders[1] and orders[0] != list(range(9))

@@ -16,7 +16,7 @@ def test_gradients_float64(name, factory, shape, rng):
     x = away_from_kinks(rng, shape)
     report = check_layer(layer, x)
     assert {c.name for c in report.checks} == {"input"} | set(layer.params)
-    assert report.passed(1e-6), str(report)
+    assert report.passed(), str(report)
 
 
 @pytest.mark.parametrize("name,factory,shape", ROWS, ids=[r[0] for r in ROWS])
@@ -89,9 +89,9 @@ def test_checker_catches_a_wrong_backward(rng):
 def test_softmax_cross_entropy_gradcheck(smoothing, rng):
     loss = layers.SoftmaxCrossEntropy(label_smoothing=smoothing)
     report = check_loss(loss, rng.standard_normal((5, 4)), np.array([0, 3, 1, 1, 2]))
-    assert report.passed(1e-6), str(report)
+    assert report.passed(), str(report)
 
 
 def test_mse_gradcheck(rng):
     report = check_loss(layers.MSELoss(), rng.standard_normal((3, 4)), rng.standard_normal((3, 4)))
-    assert report.passed(1e-6), str(report)
+    assert report.passed(), str(report)

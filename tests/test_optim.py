@@ -75,7 +75,7 @@ def test_step_rejects_mismatched_gradients():
     opt = SGD(params(), lr=0.1)
     with pytest.raises(ValueError, match="missing"):
         opt.step({"v": np.zeros(2, np.float32)})
-    with pytest.raises(ValueError, match=r"gradient for 'w' has shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"gradient 'w' has shape \(3,\), parameter 0 has \(2,\)"):
         opt.step({"w": np.zeros(3, np.float32)})
 
 
@@ -141,3 +141,107 @@ def test_schedule_validation():
         MultiStepLR(SGD(params(), lr=1), milestones=[5, 2])
     with pytest.raises(ValueError):
         CosineLR(SGD(params(), lr=1), total_steps=10, warmup_steps=10)
+
+
+def tiny_model(rng):
+    from layers import Dense, Tanh
+    from models import Sequential
+    return Sequential(Dense(3, 4, rng=rng), Tanh(), Dense(4, 2, rng=rng))
+
+
+def one_step(model, opt, x):
+    out = model.forward(x)
+    _, grads = model.backward(np.ones_like(out))
+    opt.step(grads)
+
+
+def test_astype_to_the_same_dtype_keeps_the_arrays(rng):
+    model = tiny_model(rng)
+    before = model.parameters()
+    model.astype(np.float32)
+    assert all(a is b for a, b in zip(before, model.parameters()))
+    copies = [p.copy() for p in before]
+    one_step(model, SGD(model.params, lr=0.1), rng.standard_normal((5, 3)).astype(np.float32))
+    assert all(not np.array_equal(a, b) for a, b in zip(copies, model.parameters()))
+
+
+@pytest.mark.parametrize("form", ["dict", "list"])
+@pytest.mark.parametrize("make", [lambda p: SGD(p, 0.1, momentum=0.9), lambda p: Adam(p), lambda p: AdamW(p)])
+def test_optimizer_built_before_astype_never_silently_trains_nothing(form, make, rng):
+    model = tiny_model(rng)
+    opt = make(model.params if form == "dict" else model.parameters())
+    model.astype(np.float64)
+    x = rng.standard_normal((5, 3))
+    with pytest.raises(RuntimeError, match="build the optimizer after astype|Build the optimizer after astype"):
+        one_step(model, opt, x)
+    # built after the conversion it trains the converted arrays
+    before = [p.copy() for p in model.parameters()]
+    one_step(model, make(model.params if form == "dict" else model.parameters()), x)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, 0.1, momentum=0.9), lambda p: Adam(p, 0.01),
+                                  lambda p: AdamW(p, 0.01)])
+def test_parameters_list_takes_the_dict_backward_returns(make, rng):
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    by_list, by_name = tiny_model(np.random.default_rng(3)), tiny_model(np.random.default_rng(3))
+    opt_list, opt_name = make(by_list.parameters()), make(by_name.params)
+    for _ in range(3):
+        one_step(by_list, opt_list, x)
+        one_step(by_name, opt_name, x)
+    for a, b in zip(by_list.parameters(), by_name.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_dict_that_does_not_fit_a_parameter_list_says_what_to_pass(rng):
+    model = tiny_model(rng)
+    opt = SGD(model.parameters(), lr=0.1)
+    _, grads = model.backward(np.ones_like(model.forward(np.ones((2, 3), np.float32))))
+    fewer = dict(list(grads.items())[:3])
+    with pytest.raises(ValueError, match=r"got 3 gradients for 4 parameters; pass .*model.backward"):
+        opt.step(fewer)
+    swapped = dict(reversed(list(grads.items())))
+    with pytest.raises(ValueError, match=r"matched to a parameter list by position"):
+        opt.step(swapped)
+    with pytest.raises(TypeError, match="gradient '0' is list"):
+        SGD([np.zeros(2, np.float32)], lr=0.1).step([[1.0, 2.0]])
+
+
+BAD_FLOATS = [math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("bad", BAD_FLOATS + [-1e-3])
+@pytest.mark.parametrize("make", [
+    lambda p, v: SGD(p, lr=v), lambda p, v: SGD(p, lr=0.1, momentum=v),
+    lambda p, v: SGD(p, lr=0.1, weight_decay=v), lambda p, v: Adam(p, lr=v),
+    lambda p, v: Adam(p, betas=(v, 0.9)), lambda p, v: Adam(p, betas=(0.9, v)), lambda p, v: Adam(p, eps=v),
+    lambda p, v: AdamW(p, weight_decay=v), lambda p, v: AdamW(p, lr=v)])
+def test_non_finite_or_negative_hyper_parameters_are_refused(make, bad):
+    with pytest.raises(ValueError, match=r"must be a finite number in .*got") as err:
+        make(params(), bad)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda o: StepLR(o, step_size=0), "step_size must be >= 1"),
+    (lambda o: StepLR(o, step_size=-1), "step_size must be >= 1"),
+    (lambda o: StepLR(o, step_size=math.inf), "step_size must be an integer"),
+    (lambda o: StepLR(o, step_size=2.5), "step_size must be an integer"),
+    (lambda o: StepLR(o, step_size=2, gamma=0), "gamma must be a finite number"),
+    (lambda o: StepLR(o, step_size=2, gamma=math.nan), "gamma must be a finite number"),
+    (lambda o: MultiStepLR(o, [2, math.inf]), "milestone must be an integer"),
+    (lambda o: MultiStepLR(o, [0, 2]), "milestone must be >= 1"),
+    (lambda o: MultiStepLR(o, [2], gamma=-0.5), "gamma must be a finite number"),
+    (lambda o: ExponentialLR(o, -1), "gamma must be a finite number"),
+    (lambda o: ExponentialLR(o, math.inf), "gamma must be a finite number"),
+    (lambda o: InvLR(o, math.inf, 0.75), "gamma must be a finite number"),
+    (lambda o: InvLR(o, 1e-4, math.nan), "power must be a finite number"),
+    (lambda o: CosineLR(o, math.nan), "total_steps must be an integer"),
+    (lambda o: CosineLR(o, 10, warmup_steps=math.nan), "warmup_steps must be an integer"),
+    (lambda o: CosineLR(o, 10, warmup_steps=-1), "warmup_steps must be >= 0"),
+    (lambda o: CosineLR(o, 10, min_lr=math.inf), "min_lr must be a finite number"),
+])
+def test_bad_schedule_values_are_refused_in_one_line(make, match):
+    with pytest.raises((ValueError, TypeError), match=match) as err:
+        make(SGD(params(), lr=1))
+    assert "\n" not in str(err.value)
