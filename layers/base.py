@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-LAYER_REGISTRY = {}
+from .registry import LAYER_REGISTRY, register_layer  # noqa: F401  (LAYER_REGISTRY re-exported)
 
 
 class DtypeWarning(UserWarning):
@@ -61,14 +61,17 @@ def no_grad():
 class Layer:
     """Base class of all layers; subclasses override ``forward``/``backward``.
 
-    Subclasses are registered by class name so that saved models can be rebuilt
-    from their JSON description. A subclass that takes constructor arguments
-    reports them from ``get_config`` (JSON-serialisable values only).
+    Subclasses are registered (see :mod:`layers.registry`) so that saved models
+    can be rebuilt from their JSON description; ``class Base(Layer,
+    register=False)`` keeps an abstract base out of the registry. A subclass
+    that takes constructor arguments reports them from ``get_config``
+    (JSON-serialisable values only); saving checks that it does.
     """
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, register=True, **kwargs):
         super().__init_subclass__(**kwargs)
-        LAYER_REGISTRY[cls.__name__] = cls
+        if register:
+            register_layer(cls)
 
     input_grad = True
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from .base import Layer, grad_enabled
 from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw
-from .init import initialize, make_rng
+from .init import initialize, make_rng, zeros
 from .validation import check_size
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
@@ -74,7 +74,7 @@ class Conv2D(Layer):
         self.params["weight"] = initialize(
             (self.out_channels, self.in_channels // self.groups, kh, kw), fan_in, fan_out, init, make_rng(rng))
         if self.use_bias:
-            self.params["bias"] = np.zeros(self.out_channels, dtype=np.float32)
+            self.params["bias"] = zeros(self.out_channels)
         self._pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1)
         self._workspace = {}
 

@@ -1,7 +1,52 @@
-"""Weight initialisation schemes (He/Kaiming and Glorot/Xavier), float32 by default."""
+"""Weight initialisation schemes (He/Kaiming and Glorot/Xavier), float32 by default.
+
+Constructors create their parameters and buffers through this module
+(``initialize``, ``zeros``, ``ones``, ``full``) so that a loader can build a
+declared architecture under :func:`placeholders` first: every array is then a
+read-only zero-strided view that costs no memory, its shape and dtype can be
+checked against a file, and nothing large is allocated for an architecture the
+file cannot back.
+"""
+import contextlib
+import threading
+
 import numpy as np
 
 SCHEMES = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
+
+_mode = threading.local()
+
+
+@contextlib.contextmanager
+def placeholders():
+    """Within this block (per thread) the functions below return zero-memory
+    placeholders (``np.broadcast_to`` views) instead of real arrays."""
+    previous = getattr(_mode, "placeholders", False)
+    _mode.placeholders = True
+    try:
+        yield
+    finally:
+        _mode.placeholders = previous
+
+
+def _placeholder(shape, value, dtype):
+    if getattr(_mode, "placeholders", False):
+        return np.broadcast_to(np.array(value, dtype=dtype), shape)
+    return None
+
+
+def full(shape, value, dtype=np.float32):
+    """``np.full`` (or a placeholder under :func:`placeholders`)."""
+    out = _placeholder(shape, value, dtype)
+    return np.full(shape, value, dtype=dtype) if out is None else out
+
+
+def zeros(shape, dtype=np.float32):
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype=np.float32):
+    return full(shape, 1, dtype)
 
 
 def initialize(shape, fan_in, fan_out, scheme, rng, dtype=np.float32):
@@ -13,6 +58,9 @@ def initialize(shape, fan_in, fan_out, scheme, rng, dtype=np.float32):
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; expected one of {SCHEMES}")
+    out = _placeholder(shape, 0, dtype)
+    if out is not None:
+        return out
     if scheme.startswith("he"):
         std = np.sqrt(2.0 / fan_in)
     else:

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .base import Layer
-from .init import initialize, make_rng
+from .init import initialize, make_rng, zeros
 from .validation import check_size
 
 
@@ -25,7 +25,7 @@ class Dense(Layer):
         self.params["weight"] = initialize((self.out_features, self.in_features),
                                            self.in_features, self.out_features, init, rng)
         if self.use_bias:
-            self.params["bias"] = np.zeros(self.out_features, dtype=np.float32)
+            self.params["bias"] = zeros(self.out_features)
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .base import Layer
+from .init import ones, zeros
 from .validation import check_float, check_size
 
 
@@ -24,8 +25,8 @@ class _BatchNorm(Layer):
         self.momentum = check_float(name, "momentum", momentum, 0.0, 1.0)
         self.eps = check_float(name, "eps", eps, 0.0, low_open=True)
         c = self.num_features
-        self.params = {"weight": np.ones(c, np.float32), "bias": np.zeros(c, np.float32)}
-        self.buffers = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
+        self.params = {"weight": ones(c), "bias": zeros(c)}
+        self.buffers = {"running_mean": zeros(c), "running_var": ones(c)}
 
     def get_config(self):
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}

@@ -1,8 +1,9 @@
 """Containers, named architectures and (de)serialisation."""
-from .container import Container, build_layer, layer_spec
+from .container import Container
 from .sequential import Sequential
 from .branches import Multiply, Residual
-from .serialization import load, load_weights, save_model
+from .serialization import build_layer, check_destination, layer_spec, load, load_weights, save_model
 from . import zoo  # noqa: E402  (builders need the containers above)
 
-__all__ = ["Container", "Sequential", "Residual", "Multiply", "zoo", "build_layer", "layer_spec", "load", "load_weights", "save_model"]
+__all__ = ["Container", "Sequential", "Residual", "Multiply", "zoo", "build_layer", "layer_spec", "load", "load_weights",
+           "save_model", "check_destination"]

@@ -1,5 +1,6 @@
 """Containers whose graph branches: the addition and multiplication gates of backprop."""
-from .container import Container, build_layer, layer_spec
+from .container import Container
+from .serialization import build_layer, layer_spec
 
 
 class Residual(Container):

@@ -1,11 +1,22 @@
 """Training checkpoints: the model, the optimizer and schedule state, the position in
-training and every random generator's state, in one ``.npz`` without pickle."""
+training and every random generator's state, in one ``.npz`` without pickle.
+
+``load_checkpoint`` checks the whole archive against the objects it restores
+(model arrays, optimizer scalars and state arrays, schedule fields, generator
+states, progress fields and their types) before it changes any of them.
+"""
+import math
+import numbers
+
 import numpy as np
 
-from .container import build_layer, layer_spec
-from .serialization import assign_model_arrays, load, model_arrays, read_archive, write_archive
+from .serialization import (assign_model_arrays, check_model_arrays, load, model_arrays, read_archive,
+                            rebuild, layer_spec, write_archive)
 
 FORMAT = "npnet-checkpoint-1"
+
+# the progress record train.py keeps: field -> accepted types (an rng state is a dict)
+PROGRESS_FIELDS = {"epoch": int, "step_in_epoch": int, "global_step": int, "epoch_rng": (dict, type(None))}
 
 
 def save_checkpoint(path, model, optimizer, schedule, generators, progress, info=None):
@@ -27,25 +38,141 @@ def save_checkpoint(path, model, optimizer, schedule, generators, progress, info
     write_archive(path, arrays, meta)
 
 
-def load_checkpoint(path, model, optimizer, schedule, generators):
+def load_checkpoint(path, model, optimizer, schedule, generators, progress_fields=PROGRESS_FIELDS):
     """Restore a checkpoint into the given objects; returns its ``progress`` dict.
 
-    Everything is checked against the archive before anything is changed.
+    Everything is checked against the archive before anything is changed; a
+    ValueError names the file and the entry at fault. ``progress_fields`` maps
+    each required progress field to its accepted type(s).
     """
     arrays, meta = read_archive(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an npnet training checkpoint")
-    if len(meta["rng"]) != len(generators):
-        raise ValueError(f"{path}: checkpoint has {len(meta['rng'])} random generators, "
-                         f"the run has {len(generators)}")
-    state = dict(meta["optimizer"])
-    state.update({k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")})
+    fields = {k: _field(path, meta, k, t) for k, t in
+              (("optimizer", dict), ("schedule", dict), ("rng", list), ("progress", dict))}
+    check_model_arrays(model, arrays, path, prefix="model/")
+    state = _optimizer_state(path, optimizer, fields["optimizer"], arrays)
+    _check_like(path, "schedule", fields["schedule"], schedule.state_dict())
+    _check_generators(path, fields["rng"], generators)
+    progress = fields["progress"]
+    _check_progress(path, progress, progress_fields)
+    other = sorted(k for k in arrays if not k.startswith(("model/params/", "model/buffers/", "optim/")))
+    if other:
+        raise ValueError(f"{path}: unexpected entries {other}")
+
     assign_model_arrays(model, arrays, path, prefix="model/")
     optimizer.load_state_dict(state)
-    schedule.load_state_dict(meta["schedule"])
-    for g, s in zip(generators, meta["rng"]):
+    schedule.load_state_dict(fields["schedule"])
+    for g, s in zip(generators, fields["rng"]):
         g.bit_generator.state = s
-    return meta["progress"]
+    return progress
+
+
+def _field(path, meta, key, kind):
+    if key not in meta:
+        raise ValueError(f"{path}: checkpoint has no {key!r} entry")
+    if not isinstance(meta[key], kind):
+        raise ValueError(f"{path}: checkpoint {key!r} is a {type(meta[key]).__name__}, "
+                         f"expected a {kind.__name__}")
+    return meta[key]
+
+
+def _kind_ok(value, like):
+    """True when ``value`` may stand where ``like`` stood: the same kind of JSON value."""
+    if isinstance(like, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(like, bool)
+    if isinstance(like, numbers.Integral):
+        return isinstance(value, numbers.Integral)
+    if isinstance(like, numbers.Real):
+        return isinstance(value, numbers.Real)
+    if like is None:
+        return True
+    return isinstance(value, type(like))
+
+
+def _check_like(path, what, saved, current):
+    """``saved`` must have exactly ``current``'s keys, each value of the same kind."""
+    missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
+    if missing or unexpected:
+        raise ValueError(f"{path}: {what} state does not match (missing {missing}, unexpected {unexpected})")
+    for key, like in current.items():
+        value = saved[key]
+        if not _kind_ok(value, like):
+            raise ValueError(f"{path}: {what} entry {key!r} is {_short(value)}, expected a "
+                             f"{type(like).__name__}")
+        # every number in optimizer and schedule state is a rate or a count
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+                not (_finite(value) and 0 <= value < 2**63):
+            raise ValueError(f"{path}: {what} entry {key!r} is {_short(value)}, expected a finite "
+                             "non-negative number")
+
+
+def _finite(x):
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _optimizer_state(path, optimizer, scalars, arrays):
+    """The dict for ``optimizer.load_state_dict``, every entry checked."""
+    current = {k: v for k, v in optimizer.state_dict().items() if not isinstance(v, np.ndarray)}
+    _check_like(path, "optimizer", scalars, current)
+    state = dict(scalars)
+    for key, value in arrays.items():
+        if not key.startswith("optim/"):
+            continue
+        parts = key.split(".", 2)
+        if len(parts) != 3 or parts[0] != "optim/state" or not parts[1].isdigit() or \
+                int(parts[1]) >= len(optimizer.params) or not parts[2]:
+            raise ValueError(f"{path}: unexpected optimizer entry {key!r}")
+        param = optimizer.params[int(parts[1])]
+        if value.shape != param.shape or value.dtype.kind != "f":
+            raise ValueError(f"{path}: optimizer entry {key!r} is {value.dtype} {value.shape}, "
+                             f"expected real floating {param.shape}")
+        state[key[len("optim/"):]] = value
+    return state
+
+
+def _check_rng_state(path, where, state, bit_generator=None):
+    """Set ``state`` on a fresh bit generator of the right type: the one test that
+    accepts exactly what ``bit_generator.state = state`` will."""
+    kind = type(bit_generator) if bit_generator is not None else \
+        getattr(np.random, str(state.get("bit_generator")), None) if isinstance(state, dict) else None
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise ValueError(f"{path}: {where} is not a random generator state")
+    try:
+        kind().state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(f"{path}: {where} is not a valid {kind.__name__} state ({err})") from None
+
+
+def _check_generators(path, states, generators):
+    if len(states) != len(generators):
+        raise ValueError(f"{path}: checkpoint has {len(states)} random generators, "
+                         f"the run has {len(generators)}")
+    for i, (state, g) in enumerate(zip(states, generators)):
+        _check_rng_state(path, f"rng[{i}]", state, g.bit_generator)
+
+
+def _check_progress(path, progress, fields):
+    for key, kind in fields.items():
+        if key not in progress:
+            raise ValueError(f"{path}: progress has no {key!r} field")
+        value = progress[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ValueError(f"{path}: progress field {key!r} is {_short(value)}, expected "
+                             + " or ".join(k.__name__ for k in kinds))
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < 2**63:
+            raise ValueError(f"{path}: progress field {key!r} is out of range ({_short(value)})")
+        if isinstance(value, dict):
+            _check_rng_state(path, f"progress field {key!r}", value)
 
 
 def load_model(path):
@@ -53,6 +180,7 @@ def load_model(path):
     arrays, meta = read_archive(path)
     if meta.get("format") != FORMAT:
         return load(path)
-    model = build_layer(meta["architecture"])
-    assign_model_arrays(model, arrays, path, prefix="model/")
-    return model
+    if "architecture" not in meta:
+        raise ValueError(f"{path}: checkpoint has no 'architecture' entry")
+    model_entries = {k: v for k, v in arrays.items() if k.startswith("model/")}
+    return rebuild(meta["architecture"], model_entries, path, prefix="model/")

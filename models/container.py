@@ -1,24 +1,10 @@
 """Layers made of layers: named children, prefixed parameter names, nested configs."""
-from layers.base import LAYER_REGISTRY, Layer
+from layers.base import Layer
+
+from .serialization import save_model
 
 
-def layer_spec(layer):
-    """JSON description of a layer: its class name and constructor arguments."""
-    return {"class": type(layer).__name__, "config": layer.get_config()}
-
-
-def build_layer(spec):
-    """Rebuild a layer from :func:`layer_spec` output (no pickle, no user code run)."""
-    if not isinstance(spec, dict) or "class" not in spec:
-        raise ValueError(f"not a layer description: {spec!r}")
-    cls = LAYER_REGISTRY.get(spec["class"])
-    if cls is None:
-        raise ValueError(f"unknown layer class {spec['class']!r}; import the module that defines "
-                         "it before loading")
-    return cls.from_config(spec.get("config", {}))
-
-
-class Container(Layer):
+class Container(Layer, register=False):
     """A layer whose parameters and buffers are those of its named children.
 
     Names follow PyTorch's ``state_dict``: ``"<child>.<param>"``, nested as deep
@@ -57,5 +43,4 @@ class Container(Layer):
 
     def save(self, path):
         """Write weights, buffers and architecture to one ``.npz`` (see models.serialization)."""
-        from .serialization import save_model
         save_model(self, path)

@@ -5,7 +5,8 @@ import numpy as np
 
 from layers.base import DtypeWarning, Layer, no_grad
 
-from .container import Container, build_layer, layer_spec
+from .container import Container
+from .serialization import build_layer, layer_spec
 
 
 class Sequential(Container):

@@ -1,0 +1,194 @@
+"""``.npz`` archives of named arrays plus one JSON document, written atomically and
+read with bounded cost, never with pickle.
+
+Writing: the archive goes to a temporary file in the destination's directory,
+is flushed to disk and renamed over the destination, so a crash, a full disk
+or Ctrl-C leaves either the previous file or the new one, never a mixture.
+New files get the usual permissions (``0o666 & ~umask``); a replaced file keeps
+its mode. Temporary files of a writer that was killed are removed by the next
+write into the same directory.
+
+Reading: before any array is allocated, every member's compression, sizes and
+``.npy`` header are checked: only stored or deflated members, a declared size
+that the member's bytes can actually produce, a header whose shape and dtype
+account for exactly the member's size, dtypes bool/int/uint/float only (the
+metadata string aside), and at most ``MAX_BYTES`` in all.
+"""
+import json
+import math
+import os
+import zipfile
+
+import numpy as np
+
+from data.atomic import create_temporary, fsync_directory, remove_stale
+
+META_KEY = "__meta__"
+TEMP_PREFIX, TEMP_SUFFIX = ".tmp-", ".npz"
+MAX_BYTES = 16 * 2**30
+DEFLATE_MAX_RATIO = 1032  # deflate cannot expand a stream more than this
+ARRAY_KINDS = "biuf"
+
+
+def _directory_problem(path):
+    """Why nothing can be written at ``path`` (None when nothing obvious is wrong)."""
+    if os.path.isdir(path):
+        return IsADirectoryError(f"cannot write {path}: it is a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    missing = directory
+    while not os.path.exists(missing):
+        missing = os.path.dirname(missing)
+    if not os.path.isdir(missing):
+        return NotADirectoryError(f"cannot write {path}: {missing} is a file, not a directory")
+    if missing != directory:
+        return FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+    return None
+
+
+def _write_error(path, err, existed):
+    kept = f"; {path} is unchanged" if existed else ""
+    reason = err.strerror or str(err)
+    return OSError(err.errno, f"cannot write {path}: {reason}{kept}")
+
+
+def check_destination(path):
+    """Check that an archive can be written at ``path``, leaving nothing behind.
+
+    Creates and removes a temporary file where :func:`write_archive` would, so a
+    read-only directory or file system, a missing or non-directory parent and
+    a directory at ``path`` are all reported (``OSError`` naming ``path``)
+    before any work is done. Also removes stale temporary files there.
+    """
+    path = os.fspath(path)
+    problem = _directory_problem(path)
+    if problem is not None:
+        raise problem
+    directory = os.path.dirname(os.path.abspath(path))
+    remove_stale(directory, TEMP_PREFIX, TEMP_SUFFIX)
+    try:
+        f, tmp = create_temporary(directory, TEMP_PREFIX, TEMP_SUFFIX)
+    except OSError as err:
+        raise _write_error(path, err, False) from None
+    f.close()
+    os.remove(tmp)
+
+
+def write_archive(path, arrays, meta):
+    """Atomically write ``arrays`` (name -> ndarray) and JSON-able ``meta`` to ``path``."""
+    path = os.fspath(path)
+    problem = _directory_problem(path)
+    if problem is not None:
+        raise problem
+    payload = {name: np.asarray(value) for name, value in arrays.items()}
+    payload[META_KEY] = np.array(json.dumps(meta))
+    directory = os.path.dirname(os.path.abspath(path))
+    remove_stale(directory, TEMP_PREFIX, TEMP_SUFFIX)
+    existed = os.path.exists(path)
+    tmp = None
+    try:
+        f, tmp = create_temporary(directory, TEMP_PREFIX, TEMP_SUFFIX, like=path)
+        with f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        fsync_directory(directory)
+    except OSError as err:
+        raise _write_error(path, err, existed) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_archive(path, max_bytes=MAX_BYTES):
+    """Read an archive written by :func:`write_archive` -> ``(arrays, meta)``.
+
+    A file that cannot be opened raises ``OSError``; anything wrong inside it
+    raises ``ValueError`` naming the file, and nothing larger than the checks
+    above allow is ever allocated.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot read {path}: it is a directory")
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        try:
+            with zipfile.ZipFile(file) as zf:
+                arrays = _read_members(zf, size, max_bytes)
+        except _Refused as err:
+            raise ValueError(f"{path}: not an npnet archive ({err})") from None
+        except Exception as err:  # a damaged zip can fail in many ways; all mean the same here
+            raise ValueError(f"{path}: not an npnet archive ({type(err).__name__}: {err})") from None
+    if META_KEY not in arrays:
+        raise ValueError(f"{path}: not an npnet archive (no {META_KEY} entry)")
+    text = arrays.pop(META_KEY)
+    if text.dtype.kind != "U" or text.ndim != 0:
+        raise ValueError(f"{path}: corrupt metadata (a {text.dtype} array of shape {text.shape}, "
+                         "expected one string)")
+    try:
+        meta = json.loads(str(text))
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: corrupt metadata ({type(err).__name__}: {err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: corrupt metadata (a {type(meta).__name__}, expected an object)")
+    return arrays, meta
+
+
+class _Refused(Exception):
+    """An archive member that is well formed but not acceptable."""
+
+
+def _read_members(zf, file_size, max_bytes):
+    infos = zf.infolist()
+    total = 0
+    for info in infos:
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Refused(f"entry {info.filename!r} uses an unsupported compression method")
+        ratio = 1 if info.compress_type == zipfile.ZIP_STORED else DEFLATE_MAX_RATIO
+        if info.compress_size > file_size or info.file_size > ratio * info.compress_size + 64:
+            raise _Refused(f"entry {info.filename!r} declares {info.file_size} bytes from "
+                           f"{info.compress_size} stored bytes, which is impossible")
+        total += info.file_size
+    if total > max_bytes:
+        raise _Refused(f"the arrays take {total} bytes, more than the limit of {max_bytes}")
+    arrays = {}
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        if name == info.filename or name in arrays:
+            raise _Refused(f"entry {info.filename!r} is not a uniquely named .npy array")
+        with zf.open(info) as f:
+            arrays[name] = _read_npy(f, name, info.file_size)
+    return arrays
+
+
+def _read_npy(f, name, member_size):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise _Refused(f"entry {name!r}: unsupported .npy version {version}")
+    if dtype.hasobject or dtype.kind not in ARRAY_KINDS + ("U" if name == META_KEY else ""):
+        raise _Refused(f"entry {name!r} has dtype {dtype}; only bool, integer and real "
+                       "floating arrays are stored")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes != member_size - f.tell():
+        raise _Refused(f"entry {name!r}: its header declares shape {shape} of {dtype} "
+                       f"({nbytes} bytes) but it holds {member_size - f.tell()} bytes")
+    # read straight into the array; a Fortran-ordered one is its transpose's C order
+    out = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    view = memoryview(out.reshape(-1).view(np.uint8)) if nbytes else memoryview(b"")
+    got = 0
+    while got < nbytes:
+        n = f.readinto(view[got:])
+        if not n:
+            raise _Refused(f"entry {name!r} is truncated")
+        got += n
+    f.read(1)  # reaching the end makes zipfile verify the CRC
+    if fortran:
+        out = np.ascontiguousarray(out.T)
+    if not out.dtype.isnative:
+        out = out.astype(out.dtype.newbyteorder("="))
+    return out
