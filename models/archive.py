@@ -12,7 +12,8 @@ Reading: before any array is allocated, every member's compression, sizes and
 ``.npy`` header are checked: only stored or deflated members, a declared size
 that the member's bytes can actually produce, a header whose shape and dtype
 account for exactly the member's size, dtypes bool/int/uint/float only (the
-metadata string aside), and at most ``MAX_BYTES`` in all.
+metadata string aside), and in all at most ``MAX_EXPANSION`` times the file's
+size (plus 1 MiB) and at most ``MAX_BYTES``.
 """
 import json
 import math
@@ -27,6 +28,9 @@ META_KEY = "__meta__"
 TEMP_PREFIX, TEMP_SUFFIX = ".tmp-", ".npz"
 MAX_BYTES = 16 * 2**30
 DEFLATE_MAX_RATIO = 1032  # deflate cannot expand a stream more than this
+# npnet writes arrays uncompressed; a recompressed archive of trained weights shrinks
+# little, so contents more than this many times the file (plus 1 MiB) are a bomb
+MAX_EXPANSION = 16
 ARRAY_KINDS = "biuf"
 
 
@@ -152,6 +156,9 @@ def _read_members(zf, file_size, max_bytes):
         total += info.file_size
     if total > max_bytes:
         raise _Refused(f"the arrays take {total} bytes, more than the limit of {max_bytes}")
+    if total > MAX_EXPANSION * file_size + 2**20:
+        raise _Refused(f"the arrays take {total} bytes, more than {MAX_EXPANSION} times the "
+                       f"file's {file_size} bytes: a decompression bomb")
     arrays = {}
     for info in infos:
         name = info.filename.removesuffix(".npy")

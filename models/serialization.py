@@ -38,7 +38,8 @@ class _Nesting:
     def __enter__(self):
         _depth.n = getattr(_depth, "n", 0) + 1
         if _depth.n > MAX_DEPTH:
-            raise ValueError(f"layers nested more than {MAX_DEPTH} deep")
+            _depth.n -= 1
+            raise _TooDeep(f"layers nested more than {MAX_DEPTH} deep")
 
     def __exit__(self, *exc):
         _depth.n -= 1
@@ -88,19 +89,24 @@ def build_layer(spec):
     Every failure is a ValueError naming the chain of classes down to the culprit.
     """
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
-        raise ValueError(f"not a layer description: {_short(spec)}")
+        raise _BuildError(f"not a layer description: {_short(spec)}")
     unknown = set(spec) - {"class", "config"}
     if unknown:
-        raise ValueError(f"layer description with unexpected keys {sorted(unknown)}")
+        raise _BuildError(f"layer description with unexpected keys {sorted(unknown)}")
     name, config = spec["class"], spec.get("config", {})
-    cls = lookup_layer(name)
+    try:
+        cls = lookup_layer(name)
+    except ValueError as err:
+        raise _BuildError(str(err)) from None
     if cls is None:
-        raise ValueError(f"unknown layer class {name!r}; import the module that defines it before loading")
+        raise _BuildError(f"unknown layer class {name!r}; import the module that defines it before loading")
     if not isinstance(config, dict):
-        raise ValueError(f"{name}: config is a {type(config).__name__}, expected an object")
+        raise _BuildError(f"{name}: config is a {type(config).__name__}, expected an object")
     with _Nesting():
         try:
             layer = cls.from_config(config)
+        except _TooDeep:
+            raise
         except _BuildError as err:
             raise _BuildError(f"{name} > {err}") from None
         except Exception as err:  # any constructor failure on a bad config
@@ -112,6 +118,10 @@ def build_layer(spec):
 
 class _BuildError(ValueError):
     """A failure while building from a spec (kept apart to prefix the path once per level)."""
+
+
+class _TooDeep(_BuildError):
+    pass
 
 
 def _short(value, limit=80):

@@ -9,6 +9,16 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)  # examples/ is imported by the tests but is not an installed package
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Layer classes a test defines leave the registry when the test ends."""
+    from layers.registry import LAYER_REGISTRY
+    saved = dict(LAYER_REGISTRY)
+    yield
+    LAYER_REGISTRY.clear()
+    LAYER_REGISTRY.update(saved)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
