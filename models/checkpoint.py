@@ -33,6 +33,7 @@ def save_checkpoint(path, model, optimizer, schedule, generators, progress, info
         else:
             scalars[key] = value
     meta = {"format": FORMAT, "architecture": layer_spec(model), "optimizer": scalars,
+            "optimizer_class": type(optimizer).__name__, "schedule_class": type(schedule).__name__,
             "schedule": schedule.state_dict(), "rng": [g.bit_generator.state for g in generators],
             "progress": progress, "info": info or {}}
     write_archive(path, arrays, meta)
@@ -50,6 +51,10 @@ def load_checkpoint(path, model, optimizer, schedule, generators, progress_field
         raise ValueError(f"{path}: not an npnet training checkpoint")
     fields = {k: _field(path, meta, k, t) for k, t in
               (("optimizer", dict), ("schedule", dict), ("rng", list), ("progress", dict))}
+    for key, obj in (("optimizer_class", optimizer), ("schedule_class", schedule)):
+        if key in meta and meta[key] != type(obj).__name__:  # older checkpoints do not say
+            raise ValueError(f"{path}: the checkpoint was saved with {_short(meta[key])}, "
+                             f"not {type(obj).__name__}")
     check_model_arrays(model, arrays, path, prefix="model/")
     state = _optimizer_state(path, optimizer, fields["optimizer"], arrays)
     _check_like(path, "schedule", fields["schedule"], schedule.state_dict())
