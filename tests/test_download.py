@@ -4,7 +4,10 @@ import hashlib
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -136,3 +139,58 @@ def test_cifar_archive_download_verified_by_md5(tmp_path, monkeypatch):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def blackhole():
+    """A URL whose connections hang unanswered: a listener whose one-slot backlog is
+    already taken, so the kernel drops further connection attempts (as a
+    firewalled mirror does)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=1)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_unreachable_mirrors_fail_within_the_connect_timeout(blackhole, tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(DownloadError, match="timed out") as err:
+        download("f.gz", [blackhole, blackhole], tmp_path, CHECKSUM, timeout=30, connect_timeout=0.5)
+    assert time.perf_counter() - start < 5  # two mirrors, 0.5 s each; the 30 s read timeout never applies
+    assert str(err.value).count("timed out") == 2 and os.listdir(tmp_path) == []
+
+
+class SlowHandler(Handler):
+    def do_GET(self):
+        time.sleep(1.5)
+        super().do_GET()
+
+
+def test_a_slow_live_server_gets_the_read_timeout_not_the_connect_timeout(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/good/"
+        path = download("f.gz", [url], tmp_path, CHECKSUM, timeout=10, connect_timeout=0.5)
+        assert open(path, "rb").read() == GOOD
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_part_files_of_killed_downloads_are_removed(server, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stale = tmp_path / f".f.gz.{socket.gethostname()}.{proc.pid}.0123abcd.part"
+    legacy = tmp_path / ".f.gz.k2j3h4_x.part"
+    other_file = tmp_path / f".g.gz.{socket.gethostname()}.{proc.pid}.0123abcd.part"
+    for p in (stale, legacy, other_file):
+        p.write_bytes(b"partial")
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    download("f.gz", [f"{server}/good/"], tmp_path, CHECKSUM)
+    assert sorted(os.listdir(tmp_path)) == sorted(["f.gz", other_file.name])
