@@ -290,14 +290,18 @@ _DELETE = object()
 ARRAY_MUTATIONS = st.sampled_from(["drop", "reshape", "float64", "int32", "rename", "extra", "none"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(path=st.sampled_from(META_PATHS), new=JSON | st.just(_DELETE),
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.sets(st.sampled_from(["meta", "array", "cut", "flip"]), max_size=2),
+       path=st.sampled_from(META_PATHS), new=JSON | st.just(_DELETE) | st.integers(1, 8) | st.floats(0, 1),
        array_key=st.sampled_from(sorted(REF_ARRAYS)), mutation=ARRAY_MUTATIONS,
-       cut=st.none() | st.integers(0, 5000), flip=st.none() | st.integers(0, 5000))
-def test_mutated_archives_load_exactly_or_fail_clearly(path, new, array_key, mutation, cut, flip):
-    meta = _set(REF_META, path, new)
+       cut=st.integers(0, 5000), flip=st.integers(0, 5000))
+def test_mutated_archives_load_exactly_or_fail_clearly(kinds, path, new, array_key, mutation, cut, flip):
+    meta = _set(REF_META, path, new) if "meta" in kinds else REF_META
     arrays = dict(REF_ARRAYS)
     a = arrays[array_key]
+    mutation = mutation if "array" in kinds else "none"
+    cut = cut if "cut" in kinds else None
+    flip = flip if "flip" in kinds else None
     if mutation == "drop":
         del arrays[array_key]
     elif mutation == "reshape":
@@ -328,3 +332,22 @@ def test_mutated_archives_load_exactly_or_fail_clearly(path, new, array_key, mut
     for k, v in state.items():
         assert v.dtype == saved[k].dtype
         np.testing.assert_array_equal(v, saved[k])
+
+
+@pytest.mark.parametrize("name, shape", [("mnist_cnn", (1, 28, 28)), ("lenet", (1, 28, 28)),
+                                         ("cifar10_bn", (3, 32, 32)), ("resnet_small", (3, 32, 32))])
+def test_every_named_architecture_round_trips(tmp_path, name, shape):
+    from models import zoo
+    model = zoo.build(name, shape, rng=np.random.default_rng(0))
+    model.save(tmp_path / "m.npz")
+    loaded = models.load(tmp_path / "m.npz")
+    assert models.layer_spec(loaded) == models.layer_spec(model)
+    assert_unchanged(loaded, snapshot(model))
+
+
+def test_a_single_layer_round_trips(tmp_path, rng):
+    dense = L.Dense(3, 2, rng=rng)
+    models.save_model(dense, tmp_path / "d.npz")
+    loaded = models.load(tmp_path / "d.npz")
+    assert type(loaded) is L.Dense
+    assert_unchanged(loaded, snapshot(dense))
