@@ -84,6 +84,10 @@ def write_archive(path, arrays, meta):
     if problem is not None:
         raise problem
     payload = {name: np.asarray(value) for name, value in arrays.items()}
+    for name, value in payload.items():
+        if value.dtype.kind not in ARRAY_KINDS:
+            raise ValueError(f"cannot write {path}: entry {name!r} has dtype {value.dtype}; only bool, "
+                             "integer and real floating arrays are stored")
     payload[META_KEY] = np.array(json.dumps(meta))
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale(directory, TEMP_PREFIX, TEMP_SUFFIX)

@@ -150,10 +150,12 @@ def _expected(model, prefix):
     return out
 
 
-def check_model_arrays(model, arrays, source, prefix="", exact_dtype_kind=False):
+def check_model_arrays(model, arrays, source, prefix="", converting=True):
     """Check that ``arrays`` hold exactly the model's params and buffers, each of the
     model's shape and a compatible dtype (real floating for floating entries, the
-    same kind otherwise). Raises ValueError naming ``source`` and the entry."""
+    same kind otherwise; when ``converting`` to the model's dtypes, values that a
+    narrower dtype cannot hold are refused). Raises ValueError naming ``source``
+    and the entry."""
     expected = _expected(model, prefix)
     saved = {k for k in arrays if k.startswith((prefix + "params/", prefix + "buffers/"))}
     missing, unexpected = sorted(set(expected) - saved), sorted(saved - set(expected))
@@ -167,7 +169,7 @@ def check_model_arrays(model, arrays, source, prefix="", exact_dtype_kind=False)
         want = "f" if target.dtype.kind == "f" else target.dtype.kind
         if value.dtype.kind != want or (want == "f" and value.dtype.itemsize not in (2, 4, 8)):
             raise ValueError(f"{source}: {name} has dtype {value.dtype}, the model expects {target.dtype}")
-        if not exact_dtype_kind and value.dtype.itemsize > target.dtype.itemsize and want == "f":
+        if converting and value.dtype.itemsize > target.dtype.itemsize and want == "f":
             with np.errstate(over="ignore"):
                 if not np.array_equal(np.isfinite(value), np.isfinite(value.astype(target.dtype))):
                     raise ValueError(f"{source}: {name} holds values outside the range of {target.dtype}")
@@ -184,7 +186,7 @@ def assign_model_arrays(model, arrays, source, prefix=""):
 
 def adopt_model_arrays(model, arrays, source, prefix=""):
     """Give a freshly built ``model`` the saved arrays themselves (their dtypes kept)."""
-    expected = check_model_arrays(model, arrays, source, prefix, exact_dtype_kind=True)
+    expected = check_model_arrays(model, arrays, source, prefix, converting=False)
     for name, (store, key, _) in expected.items():
         store[key] = np.require(arrays[name], requirements=["C", "W", "O"])
 

@@ -1,5 +1,7 @@
 """Training checkpoints: every entry checked before the model, optimizer, schedule or
 generators change."""
+import json
+
 import numpy as np
 import pytest
 
@@ -71,7 +73,7 @@ def mutate_meta(path, fn):
 def mutate_arrays(path, fn):
     arrays, meta = read_archive(path)
     fn(arrays)
-    write_archive(path, arrays, meta)
+    np.savez(path, **arrays, __meta__=np.array(json.dumps(meta)))  # write_archive refuses complex
 
 
 CASES = {
@@ -131,6 +133,6 @@ def test_a_checkpoint_for_another_optimizer_changes_nothing(saved):
     opt = SGD(model.params, lr=0.1, momentum=0.9)
     sched = StepLR(opt, 2)
     before = state_of(model, opt, sched, gens)
-    with pytest.raises(ValueError, match="ck.npz: the checkpoint was saved with Adam, not SGD"):
+    with pytest.raises(ValueError, match="ck.npz: the checkpoint was saved with 'Adam', not SGD"):
         load_checkpoint(path, model, opt, sched, gens)
     assert_same(state_of(model, opt, sched, gens), before)

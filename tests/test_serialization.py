@@ -74,7 +74,7 @@ def test_load_weights_refuses_a_bad_last_array_and_changes_nothing(tmp_path, rng
     last = "params/" + list(model.params)[-1]  # the last one a loader reaches
     assert last == "params/4.bias"
     arrays[last] = bad
-    write_archive(path, arrays, meta)
+    np.savez(path, **arrays, **{META_KEY: np.array(json.dumps(meta))})  # write_archive refuses these
     target = small_model(np.random.default_rng(7))
     before = snapshot(target)
     with pytest.raises(ValueError, match=r"m\.npz.*params/4\.bias"):
@@ -173,6 +173,12 @@ def test_a_compression_bomb_is_refused_before_expanding(tmp_path):
         with pytest.raises(ValueError, match=r"bomb\.npz.*more than"):
             read_archive(path)
     assert peak_bytes(read) < 2**20
+
+
+def test_write_archive_refuses_dtypes_no_loader_accepts(tmp_path):
+    with pytest.raises(ValueError, match="entry 'x' has dtype object"):
+        write_archive(tmp_path / "o.npz", {"x": np.array([{}], dtype=object)}, {})
+    assert not list(tmp_path.iterdir())
 
 
 def test_an_archive_larger_than_the_limit_is_refused(tmp_path):
