@@ -10,8 +10,8 @@ import numbers
 
 import numpy as np
 
-from .serialization import (assign_model_arrays, check_model_arrays, load, model_arrays, read_archive,
-                            rebuild, layer_spec, write_archive)
+from .serialization import (assign_model_arrays, check_model_arrays, check_rebuilds, layer_spec, load,
+                            model_arrays, read_archive, rebuild, write_archive)
 
 FORMAT = "npnet-checkpoint-1"
 
@@ -20,7 +20,8 @@ PROGRESS_FIELDS = {"epoch": int, "step_in_epoch": int, "global_step": int, "epoc
 
 
 def save_checkpoint(path, model, optimizer, schedule, generators, progress, info=None):
-    """Atomically write everything needed to continue training exactly.
+    """Atomically write everything needed to continue training exactly (after checking,
+    as :func:`models.serialization.save_model` does, that the model can be rebuilt).
 
     ``generators`` is the ordered list of every Generator the run draws from;
     ``progress`` and ``info`` are JSON-able dicts (position in training, run details).
@@ -32,7 +33,9 @@ def save_checkpoint(path, model, optimizer, schedule, generators, progress, info
             arrays[f"optim/{key}"] = value
         else:
             scalars[key] = value
-    meta = {"format": FORMAT, "architecture": layer_spec(model), "optimizer": scalars,
+    spec = layer_spec(model)
+    check_rebuilds(model, spec)
+    meta = {"format": FORMAT, "architecture": spec, "optimizer": scalars,
             "optimizer_class": type(optimizer).__name__, "schedule_class": type(schedule).__name__,
             "schedule": schedule.state_dict(), "rng": [g.bit_generator.state for g in generators],
             "progress": progress, "info": info or {}}

@@ -137,7 +137,8 @@ def model_arrays(model, prefix=""):
 
 
 def _expected(model, prefix):
-    """``archive name -> (layer, store, key, current array)`` for every param and buffer."""
+    """``archive name -> (store dict, key, current array)`` for every param and buffer,
+    walking the layers themselves so that an entry can be replaced in its own dict."""
     out = {}
     for path, layer in model.named_modules():
         for kind in ("params", "buffers"):
