@@ -357,3 +357,13 @@ def test_a_single_layer_round_trips(tmp_path, rng):
     loaded = models.load(tmp_path / "d.npz")
     assert type(loaded) is L.Dense
     assert_unchanged(loaded, snapshot(dense))
+
+
+def test_readme_saving_snippet_runs(tmp_path, monkeypatch):
+    from test_readme import section_code
+    monkeypatch.chdir(tmp_path)
+    (block,) = section_code("Saving and loading")
+    namespace = {}
+    exec(compile(block, "README: saving", "exec"), namespace)
+    assert_unchanged(namespace["same"], snapshot(namespace["model"]))
+    assert os.listdir(tmp_path) == ["m.npz"]
