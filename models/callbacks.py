@@ -20,12 +20,18 @@ report act only where ``trainer.strategy.is_root``.
 """
 import json
 import logging
+import os
 
 from tqdm import tqdm
 
 from .diagnostics import Diagnostics
 
 log = logging.getLogger("npnet.train")
+
+
+def _write_error(what, path, err):
+    """An OSError whose message is one line naming the file and the reason."""
+    return OSError(f"cannot {what} {path}: {err.strerror or err}")
 
 
 class Callback:
@@ -105,30 +111,49 @@ class ProgressBar(Callback):
 
 
 class JsonLog(Callback):
-    """Appends each epoch's record to ``path`` as one JSON line."""
+    """Appends each epoch's record to ``path`` as one JSON line; a failed write (a full
+    disk) is undone, so the file holds only whole lines, and raises OSError naming it."""
 
     def __init__(self, path):
         self.path = path
 
     def on_epoch_end(self, trainer, record):
-        if trainer.strategy.is_root:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if not trainer.strategy.is_root:
+            return
+        line = memoryview((json.dumps(record) + "\n").encode())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                while line:
+                    line = line[os.write(fd, line):]
+            except OSError as err:
+                os.ftruncate(fd, size)
+                raise _write_error("append to the log", self.path, err) from None
+        finally:
+            os.close(fd)
 
 
 class Checkpoint(Callback):
-    """Writes a training checkpoint to ``path`` after every epoch and on an interrupt
-    (atomically: the previous checkpoint stays until the new one is complete)."""
+    """Writes a training checkpoint to ``path`` after every epoch and on an interrupt,
+    atomically: the previous checkpoint stays until the new one is complete, and stays
+    when the write fails (OSError naming the file, e.g. on a full disk)."""
 
     def __init__(self, path, info=None, on_interrupt=True):
         self.path, self.info, self.save_on_interrupt = path, info, on_interrupt
 
+    def _save(self, trainer):
+        try:
+            trainer.save_checkpoint(self.path, self.info)
+        except OSError as err:
+            raise _write_error("write the checkpoint", self.path, err) from None
+
     def on_epoch_end(self, trainer, record):
-        trainer.save_checkpoint(self.path, self.info)
+        self._save(trainer)
 
     def on_interrupt(self, trainer):
         if self.save_on_interrupt:
-            trainer.save_checkpoint(self.path, self.info)
+            self._save(trainer)
 
 
 class DiagnosticsLog(Callback):

@@ -12,39 +12,20 @@ import resource
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 
-from layers.base import no_grad
 from layers.init import make_rng
 
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import first_nonfinite
+from .evaluation import Evaluation, evaluate, is_labels, predict  # noqa: F401  (Evaluation: re-exported)
 from .strategy import LocalStrategy
 
 
 class TrainingStopped(Exception):
-    """Training cannot go on (a non-finite loss or gradient); the message says where."""
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What :meth:`Trainer.evaluate` measured over ``count`` samples.
-
-    ``confusion[i, j]`` counts samples of true class ``i`` predicted as ``j``; it and
-    ``accuracy`` are None when the targets are not integer class labels.
-    """
-    loss: float
-    accuracy: Optional[float]
-    confusion: Optional[np.ndarray]
-    count: int
-
-    def per_class_accuracy(self):
-        """Accuracy of each true class (0 for a class with no samples)."""
-        return self.confusion.diagonal() / np.maximum(self.confusion.sum(axis=1), 1)
+    """Training cannot go on: a loss, gradient, parameter, buffer or optimizer state is
+    not finite; the message names the epoch, the step and the layer or tensor."""
 
 
 class _NoSchedule:
@@ -65,8 +46,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _is_labels(y):
-    return y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+def _first_nonfinite(arrays):
+    """The name of the first array (of a name -> array dict) holding a NaN or inf, or None."""
+    for name, value in arrays.items():
+        if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
+            return name
+    return None
 
 
 class Trainer:
@@ -80,12 +65,12 @@ class Trainer:
     ``evaluate`` reports ``eval_loss`` (default: ``loss``), e.g. without label smoothing.
     ``optimizer`` may be None for a Trainer that only evaluates and predicts.
 
-    Ctrl-C (SIGINT) during :meth:`fit` finishes the current step, runs the callbacks'
-    ``on_interrupt`` (a :class:`~models.callbacks.Checkpoint` saves there), then
-    ``on_fit_end``, and ``fit`` returns with ``trainer.interrupted`` True; calling
-    ``fit`` again continues exactly where it stopped. A second Ctrl-C raises
-    KeyboardInterrupt at once. Signals are only caught when ``fit`` runs in the main
-    thread.
+    Ctrl-C (SIGINT) or SIGTERM during :meth:`fit` finishes the current step, runs the
+    callbacks' ``on_interrupt`` (a :class:`~models.callbacks.Checkpoint` saves there),
+    then ``on_fit_end``, and ``fit`` returns with ``trainer.interrupted`` True and
+    ``trainer.stop_signal`` the signal's number; calling ``fit`` again continues
+    exactly where it stopped. A second signal raises KeyboardInterrupt at once. Signals
+    are only caught when ``fit`` runs in the main thread.
     """
 
     def __init__(self, model, loss, optimizer, schedule=None, rng=None, augment_rng=None, callbacks=(),
@@ -104,6 +89,7 @@ class Trainer:
         self.progress = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "epoch_rng": None}
         self.history = []
         self.interrupted = False
+        self.stop_signal = None
         self.epochs = self.batch_size = self.steps_per_epoch = None
         self._signals = []
 
@@ -118,7 +104,11 @@ class Trainer:
 
     def save_checkpoint(self, path, info=None):
         """Atomically write the model, optimizer, schedule, generators and progress to
-        ``path`` (only on the root rank); ``info`` is a JSON-able dict kept with it."""
+        ``path`` (only on the root rank); ``info`` is a JSON-able dict kept with it.
+        Non-finite state is never written: ValueError, and the file is left as it was."""
+        bad = _first_nonfinite(self._state())
+        if bad is not None:
+            raise ValueError(f"{path}: not saved: {bad} is not finite (an earlier checkpoint is left as it was)")
         if self.strategy.is_root:
             save_checkpoint(path, self.model, self.optimizer, self.schedule, self.generators(),
                             dict(self.progress), info)
@@ -135,31 +125,42 @@ class Trainer:
         so a resumed run keeps its target) or ``max_steps`` updates in all were taken.
 
         Each epoch visits the ``len(x)`` samples in a new random order in batches of
-        ``batch_size`` (the last one smaller); ``augment(xb, rng)`` transforms each
+        ``batch_size`` (the last one smaller, or one larger where it would hold a single
+        sample: :meth:`epoch_steps`); ``augment(xb, rng)`` transforms each
         batch. ``validation=(x, y)`` is evaluated at every epoch end. Returns
         :attr:`history`, one record per epoch (``epoch``, ``train_loss``, ``train_acc``,
         ``test_loss``, ``test_acc``, ``lr``, ``time_s``, ``images_per_s``,
         ``peak_rss_mb``; the ``test_`` fields with ``validation`` only).
         A stop by ``max_steps`` inside an epoch records the partial epoch but keeps the
         position, so a resumed run finishes that epoch exactly.
-        Raises :class:`TrainingStopped` when a loss or gradient is not finite.
+        Raises :class:`TrainingStopped` when a loss or gradient is not finite (nothing
+        is updated then) or when the update leaves a non-finite parameter, buffer or
+        optimizer state.
         """
         if len(x) != len(y) or len(x) == 0:
             raise ValueError(f"Trainer.fit: need as many targets as inputs, at least one; got {len(x)} and {len(y)}")
         self.epochs, self.batch_size = epochs, batch_size
-        self.steps_per_epoch = math.ceil(len(x) / batch_size)
+        self.steps_per_epoch = self.epoch_steps(len(x), batch_size)
         stop_at = min(self.steps_per_epoch * epochs, max_steps or math.inf)
-        self.interrupted = False
+        self.interrupted, self.stop_signal = False, None
         self.strategy.broadcast_model(self.model)
         with self._catch_signals(), self._no_input_grad():
             self._call("on_fit_start")
             while self.progress["epoch"] < epochs and self.progress["global_step"] < stop_at:
                 if not self._run_epoch(x, y, augment, validation, stop_at):
-                    self.interrupted = True
+                    self.interrupted, self.stop_signal = True, self._signals[0]
                     self._call("on_interrupt")
                     break
         self._call("on_fit_end")
         return self.history
+
+    @staticmethod
+    def epoch_steps(n, batch_size):
+        """Updates per epoch for ``n`` samples: ``ceil(n / batch_size)``, except that a
+        last batch of a single sample joins the one before it (BatchNorm cannot
+        normalise one value per channel), so that batch holds ``batch_size + 1``."""
+        steps = -(-n // batch_size)
+        return steps - 1 if steps > 1 and n % batch_size == 1 else steps
 
     def _run_epoch(self, x, y, augment, validation, stop_at):
         """One epoch (or its rest after a resume); False when interrupted."""
@@ -167,13 +168,14 @@ class Trainer:
         order = self._epoch_order(len(x))
         self.model.train()
         self._call("on_epoch_start", epoch)
-        labels = _is_labels(y)
+        labels = is_labels(y)
         loss_sum = correct = seen = 0
         t0 = time.perf_counter()
         for step in range(self.progress["step_in_epoch"], self.steps_per_epoch):
             if self._signals:
                 break
-            idx = self.strategy.shard(order[step * size:(step + 1) * size])
+            end = len(x) if step == self.steps_per_epoch - 1 else (step + 1) * size
+            idx = self.strategy.shard(order[step * size:end])
             xb, yb = x[idx], y[idx]
             if augment is not None:
                 xb = augment(xb, self.augment_rng)
@@ -239,7 +241,20 @@ class Trainer:
         grads = self.strategy.reduce_gradients(grads, len(yb))
         self._call("on_before_update", grads)
         self.optimizer.step(grads)
+        bad = _first_nonfinite(self._state())
+        if bad is not None:
+            raise TrainingStopped(f"non-finite values at epoch {epoch + 1}, step {step + 1}: {bad} after the "
+                                  f"optimizer update (learning rate {self.optimizer.lr:.3g})")
         return loss, out
+
+    def _state(self):
+        """Every array a checkpoint holds: parameters, buffers, optimizer state."""
+        arrays = {f"parameter {k}": v for k, v in self.model.params.items()}
+        arrays.update({f"buffer {k}": v for k, v in self.model.buffers.items()})
+        if self.optimizer is not None:
+            arrays.update({f"optimizer state {k}": v for k, v in self.optimizer.state_dict().items()
+                           if isinstance(v, np.ndarray)})
+        return arrays
 
     def _locate(self, xb, yb, grads):
         where = None
@@ -251,39 +266,15 @@ class Trainer:
 
     # -- inference ----------------------------------------------------------
     def predict(self, x, batch_size=None):
-        """The model's outputs for ``x`` in eval mode, keeping nothing for backward;
-        ``(0, *output_shape)`` for 0 rows."""
-        if len(x) == 0:
-            return np.empty((0, *self.model.output_shape(x.shape[1:])), dtype=x.dtype)
-        return self.model.predict(x, batch_size=batch_size or self.eval_batch_size)
+        """The model's eval-mode outputs for ``x``, keeping nothing for backward;
+        ``(0, *output_shape)`` for 0 rows (:func:`models.evaluation.predict`)."""
+        return predict(self.model, x, batch_size or self.eval_batch_size)
 
     def evaluate(self, x, y, batch_size=None):
-        """Mean ``eval_loss``, accuracy and confusion counts over ``(x, y)`` in eval mode.
-
-        Each rank evaluates its shard of the rows and the sums are combined, so every
-        rank returns the same :class:`Evaluation`. Loss and accuracy are NaN for 0 rows.
-        """
-        if len(x) != len(y):
-            raise ValueError(f"Trainer.evaluate: {len(x)} inputs but {len(y)} targets")
-        idx = self.strategy.shard(np.arange(len(x)))
-        xs, ys = x[idx], y[idx]
-        out = self.predict(xs, batch_size)
-        k = out.shape[1] if _is_labels(y) and out.ndim == 2 else 0
-        local = np.zeros(2 + k * k)
-        if len(ys):
-            with no_grad():
-                local[0] = self.eval_loss.forward(out, ys) * len(ys)
-            local[1] = len(ys)
-            if k:
-                local[2:] = np.bincount(ys * k + out.argmax(axis=1), minlength=k * k)
-        sums = self.strategy.allreduce_sum(local)
-        count = int(sums[1])
-        loss = sums[0] / count if count else math.nan
-        if not k:
-            return Evaluation(float(loss), None, None, count)
-        confusion = sums[2:].reshape(k, k).astype(np.int64)
-        accuracy = confusion.trace() / count if count else math.nan
-        return Evaluation(float(loss), float(accuracy), confusion, count)
+        """Mean ``eval_loss``, accuracy and confusion counts over ``(x, y)`` in eval mode,
+        as an :class:`~models.evaluation.Evaluation`; each rank evaluates its shard of
+        the rows. Loss and accuracy are NaN for 0 rows."""
+        return evaluate(self.model, self.eval_loss, x, y, self.strategy, batch_size or self.eval_batch_size)
 
     # -- plumbing -----------------------------------------------------------
     def _call(self, hook, *args):
@@ -292,7 +283,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _catch_signals(self):
-        """Turn the first SIGINT into a request to stop at the next step boundary."""
+        """Turn the first SIGINT or SIGTERM into a request to stop at the next step boundary."""
         self._signals = []
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -303,11 +294,12 @@ class Trainer:
                 raise KeyboardInterrupt
             self._signals.append(signum)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
     @contextlib.contextmanager
     def _no_input_grad(self):

@@ -263,3 +263,59 @@ def test_generators_accept_none_int_and_generator():
     a.fit(x, y, 1, 16)
     b.fit(x, y, 1, 16)
     assert_same(params(a), params(b))
+
+
+def test_non_finite_parameters_after_the_update_stop_and_are_never_saved(tmp_path):
+    x, y = blobs()
+    ck = tmp_path / "ck.npz"
+    trainer = make_trainer([Checkpoint(ck)])
+    trainer.fit(x, y, epochs=1, batch_size=16)
+    good = ck.read_bytes()
+    trainer.optimizer.lr = 1e40  # float32 update overflows: every parameter with a gradient goes inf/nan
+    with pytest.raises(TrainingStopped) as err:
+        trainer.fit(x, y, epochs=2, batch_size=16)
+    assert str(err.value).startswith("non-finite values at epoch 2, step 1: parameter 0.weight after the "
+                                     "optimizer update")
+    assert ck.read_bytes() == good
+    with pytest.raises(ValueError, match="not saved: parameter 0.weight is not finite"):
+        trainer.save_checkpoint(ck)
+    assert ck.read_bytes() == good and sorted(os.listdir(tmp_path)) == ["ck.npz"]
+
+
+def test_non_finite_optimizer_state_is_named():
+    x, y = blobs()
+    trainer = make_trainer()
+    trainer.fit(x, y, epochs=1, batch_size=16)
+    trainer.optimizer.state[0]["momentum_buffer"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="optimizer state state.0.momentum_buffer is not finite"):
+        trainer.save_checkpoint("unused.npz")
+
+
+@pytest.mark.parametrize("n,sizes", [(33, [16, 17]), (32, [16, 16]), (34, [16, 16, 2]), (1, [1])])
+def test_a_last_batch_of_one_sample_joins_the_previous_one(n, sizes):
+    x, y = blobs(n)
+    seen = []
+
+    class Sizes(Callback):
+        def on_step_end(self, trainer, logs):
+            seen.append(logs["seen"])
+
+    trainer = make_trainer([Sizes()])
+    assert Trainer.epoch_steps(n, 16) == len(sizes)
+    if n == 1:  # a single sample in all: BatchNorm's own clear error
+        with pytest.raises(ValueError, match="more than one value per channel"):
+            trainer.fit(x, y, epochs=1, batch_size=16)
+        return
+    trainer.fit(x, y, epochs=2, batch_size=16)
+    assert np.diff([0] + seen[:len(sizes)]).tolist() == sizes and seen[len(sizes) - 1] == n
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    x, y = blobs()
+    ck = tmp_path / "ck.npz"
+    trainer = make_trainer([At(3, lambda t: os.kill(os.getpid(), signal.SIGTERM)), Checkpoint(ck)])
+    previous = signal.getsignal(signal.SIGTERM)
+    trainer.fit(x, y, epochs=2, batch_size=16)
+    assert trainer.interrupted and trainer.stop_signal == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert read_archive(ck)[1]["progress"]["global_step"] == 3
