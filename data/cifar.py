@@ -67,18 +67,25 @@ def _read_members(directory, names):
         raise DataFileError(f"{archive}: corrupted archive ({err})") from None
 
 
-def load_cifar10_raw(data_dir=None, download_missing=True, mirrors=None):
-    """((uint8 x_train, y_train), (uint8 x_test, y_test)) with x of shape (N, 3, 32, 32)."""
+def _directory(data_dir, download_missing, mirrors):
+    """The folder holding the extracted batches or the archive, downloading if absent."""
     directory = dataset_dir("cifar10", data_dir, (ARCHIVE, FOLDER))
     if not os.path.isdir(os.path.join(directory, FOLDER)) and not os.path.exists(os.path.join(directory, ARCHIVE)):
         if not download_missing:
             raise FileNotFoundError(f"cifar10: neither {FOLDER}/ nor {ARCHIVE} found in {directory}")
         download(ARCHIVE, mirrors or MIRRORS, directory, ("md5", ARCHIVE_MD5))
-    splits = []
-    for names in (TRAIN_BATCHES, TEST_BATCHES):
-        parts = [parse_batch(content, source) for content, source in _read_members(directory, names)]
-        splits.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
-    return tuple(splits)
+    return directory
+
+
+def _read_split(directory, names):
+    parts = [parse_batch(content, source) for content, source in _read_members(directory, names)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def load_cifar10_raw(data_dir=None, download_missing=True, mirrors=None):
+    """((uint8 x_train, y_train), (uint8 x_test, y_test)) with x of shape (N, 3, 32, 32)."""
+    directory = _directory(data_dir, download_missing, mirrors)
+    return tuple(_read_split(directory, names) for names in (TRAIN_BATCHES, TEST_BATCHES))
 
 
 def to_float(images):
@@ -93,3 +100,10 @@ def load_cifar10(data_dir=None, download_missing=True, mirrors=None):
     """``((x_train, y_train), (x_test, y_test))``: x float32 (N, 3, 32, 32) standardised, y int64."""
     (xtr, ytr), (xte, yte) = load_cifar10_raw(data_dir, download_missing, mirrors)
     return (to_float(xtr), ytr), (to_float(xte), yte)
+
+
+def load_cifar10_test(data_dir=None, download_missing=True, mirrors=None):
+    """The test split only, ``(x_test, y_test)`` as :func:`load_cifar10` gives it; the
+    training batches are not read."""
+    x, y = _read_split(_directory(data_dir, download_missing, mirrors), TEST_BATCHES)
+    return to_float(x), y

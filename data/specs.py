@@ -19,7 +19,8 @@ class DatasetSpec:
 
     ``load(data_dir, download_missing)`` returns ``((x_train, y_train), (x_test, y_test))``
     with x float32 ``(N, *input_shape)`` standardised by ``mean``/``std`` (per channel)
-    and y int64 class indices. ``augment`` is the default augmentation's name (one of
+    and y int64 class indices; ``load_test`` (same arguments) returns ``(x_test, y_test)``
+    without reading the training files. ``augment`` is the default augmentation's name (one of
     :data:`AUGMENTATIONS`), ``model`` the default architecture's name in ``models.zoo``.
     """
     name: str
@@ -30,6 +31,7 @@ class DatasetSpec:
     model: str
     augment: str
     load: Callable
+    load_test: Callable
 
     @property
     def num_classes(self):
@@ -61,10 +63,15 @@ def _load_mnist(name, data_dir=None, download_missing=True):
     return mnist.load_mnist(data_dir, name=name, download_missing=download_missing)
 
 
+def _load_mnist_test(name, data_dir=None, download_missing=True):
+    images, labels = mnist.load_split(name, "test", data_dir, download_missing)
+    return mnist.to_float(images, name), labels
+
+
 for _name in ("mnist", "fashion-mnist"):
     _info = mnist.DATASETS[_name]
     register(DatasetSpec(_name, (1, 28, 28), _info["classes"], _info["mean"], _info["std"], "mnist_cnn",
-                         "translate", partial(_load_mnist, _name)))
+                         "translate", partial(_load_mnist, _name), partial(_load_mnist_test, _name)))
 
 register(DatasetSpec("cifar10", (3, 32, 32), cifar.CLASSES, cifar.MEAN, cifar.STD, "cifar10_bn", "crop-flip",
-                     cifar.load_cifar10))
+                     cifar.load_cifar10, cifar.load_cifar10_test))
