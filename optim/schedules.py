@@ -134,17 +134,25 @@ _ARITY = {"constant": 0, "cosine": 0, "step": 2, "multistep": 2, "exp": 1, "inv"
 def parse_schedule(text):
     """``"name:arg:arg"`` -> ``(name, [numbers])``; ``multistep``'s first argument is a list.
 
-    Raises ValueError naming the accepted forms (:data:`SCHEDULE_FORMS`).
+    Every argument must be a positive finite number (``step:0``, ``exp:-1``,
+    ``inv:inf`` are refused) and milestones increasing; ValueError otherwise.
     """
     name, *rest = str(text).split(":")
     if name not in _ARITY or len(rest) != _ARITY[name]:
         raise ValueError(f"unknown schedule {text!r}; expected one of {', '.join(SCHEDULE_FORMS)}")
     try:
         if name == "multistep":
-            return name, [[float(v) for v in rest[0].split(",")], float(rest[1])]
-        return name, [float(v) for v in rest]
+            vals = [[float(v) for v in rest[0].split(",")], float(rest[1])]
+            numbers = vals[0] + [vals[1]]
+        else:
+            vals = numbers = [float(v) for v in rest]
     except ValueError:
         raise ValueError(f"schedule {text!r}: arguments must be numbers") from None
+    if not all(math.isfinite(v) and v > 0 for v in numbers):
+        raise ValueError(f"schedule {text!r}: arguments must be positive finite numbers")
+    if name == "multistep" and any(a >= b for a, b in zip(vals[0], vals[0][1:])):
+        raise ValueError(f"schedule {text!r}: milestones must be increasing")
+    return name, vals
 
 
 def schedule_from_string(text, optimizer, steps_per_epoch, total_steps, warmup_epochs=0.0):
