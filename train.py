@@ -3,21 +3,33 @@ MNIST network and ends by printing its test accuracy."""
 import argparse
 import logging
 import math
+import os
+import signal
 import sys
+import tempfile
 
 import numpy as np
 
 import data
 from data.specs import AUGMENTATIONS, DATASETS
-from layers import SoftmaxCrossEntropy
+from layers import Dense, SoftmaxCrossEntropy
 from layers.allocator import keep_freed_memory
 from models import zoo
 from models.callbacks import Checkpoint, DiagnosticsLog, JsonLog, ProgressBar
 from models.checkpoint import load_model
+from models.serialization import read_archive
 from models.trainer import Trainer, TrainingStopped
 from optim import SGD, Adam, AdamW, parse_schedule, schedule_from_string
 
 log = logging.getLogger("npnet.train")
+
+DEFAULT_LR = 0.05
+# options that only mean something when training (refused with --eval-only)
+TRAINING_ONLY = ("save", "resume", "log", "diagnostics", "plot", "limit", "max_steps")
+# what a checkpoint must agree on to be resumed; --epochs, --max-steps, --test-limit,
+# --seed (its generators are restored) and the output options may change
+RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "momentum", "nesterov", "weight_decay",
+                     "label_smoothing", "schedule", "warmup_epochs", "augment")
 
 
 def build_parser():
@@ -28,7 +40,9 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=8, help="passes over the training set")
     p.add_argument("--batch-size", type=int, default=128, help="images per step")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd", help="update rule")
-    p.add_argument("--lr", type=float, default=0.05, help="base learning rate")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"base learning rate (default {DEFAULT_LR}); with --resume it must be omitted or "
+                        "equal the checkpoint's")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
@@ -43,7 +57,7 @@ def build_parser():
                         "crop-flip for CIFAR-10)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many iterations in all (the schedule still plans for --epochs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random generator")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random generator (>= 0)")
     p.add_argument("--data-dir", default=None, help="data root (else $NPNET_DATA, else ~/.cache/npnet)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
@@ -51,7 +65,7 @@ def build_parser():
     p.add_argument("--save", default=None, help="checkpoint path, written atomically after every epoch")
     p.add_argument("--resume", default=None, help="continue training exactly from this checkpoint")
     p.add_argument("--eval-only", action="store_true", help="only evaluate the model given by --load")
-    p.add_argument("--load", default=None, help="model or checkpoint to evaluate with --eval-only")
+    p.add_argument("--load", default=None, help="model or checkpoint to evaluate (only with --eval-only)")
     p.add_argument("--log", default=None, help="append one JSON line per epoch to this file")
     p.add_argument("--diagnostics", action="store_true",
                    help="per epoch: dead ReLU units, gradient norms, update/weight ratios")
@@ -61,30 +75,91 @@ def build_parser():
     return p
 
 
-def check_args(p, args):
-    """Reject invalid combinations before anything is loaded (``p.error`` exits with 2)."""
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
-    for name in ("limit", "test_limit", "max_steps"):
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def check_numbers(p, args):
+    """Every number in range and finite (``p.error`` exits with 2)."""
+    for name in ("epochs", "batch_size", "limit", "test_limit", "max_steps"):
         value = getattr(args, name)
         if value is not None and value <= 0:
-            p.error(f"--{name.replace('_', '-')} must be positive")
-    if args.lr <= 0:
+            p.error(f"{flag(name)} must be positive")
+    for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            p.error(f"{flag(name)} must be a finite number, got {value}")
+        if value is not None and value < 0:
+            p.error(f"{flag(name)} must not be negative, got {value}")
+    if args.lr == 0:
         p.error("--lr must be positive")
-    if args.eval_only and not args.load:
-        p.error("--eval-only needs --load PATH")
+    if args.label_smoothing >= 1:
+        p.error(f"--label-smoothing must be below 1, got {args.label_smoothing}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0 (numpy seeds are non-negative integers), got {args.seed}")
+    if args.nesterov and args.momentum == 0:
+        p.error("--nesterov needs --momentum > 0")
     try:
-        parse_schedule(args.schedule)
+        name, _ = parse_schedule(args.schedule)
     except ValueError as err:
         p.error(f"bad --schedule: {err}")
+    if name == "cosine" and args.warmup_epochs >= args.epochs:
+        p.error(f"--warmup-epochs ({args.warmup_epochs}) must be less than --epochs ({args.epochs})")
+
+
+def check_modes(p, args):
+    """Options that cannot go together are refused, never silently ignored."""
+    if args.eval_only:
+        if not args.load:
+            p.error("--eval-only needs --load PATH")
+        given = [flag(n) for n in TRAINING_ONLY if getattr(args, n) not in (None, False)]
+        if given:
+            p.error(f"{', '.join(given)}: training options, not used with --eval-only")
+    elif args.load:
+        p.error("--load is read only with --eval-only; to continue training a checkpoint use --resume")
 
 
 def parse_args(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
-    check_args(p, args)
+    check_numbers(p, args)
+    check_modes(p, args)
     return args
+
+
+def check_destination(path, what, directory=False):
+    """Raise ValueError unless ``path`` (a file, or with ``directory`` a folder that may
+    not exist yet) can be written, by creating and removing a probe file next to it."""
+    path = os.path.abspath(path)
+    if directory and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path}: exists and is not a directory")
+    if not directory and os.path.isdir(path):
+        raise ValueError(f"{what} {path}: is a directory, expected a file path")
+    folder = path if directory and os.path.isdir(path) else os.path.dirname(path)
+    if not os.path.isdir(folder):
+        reason = "is not a directory" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"{what} {path}: {folder} {reason}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".npnet-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+        if not directory and os.path.exists(path):
+            open(path, "ab").close()
+    except OSError as err:
+        raise ValueError(f"{what} {path}: cannot write there ({err.strerror})") from None
+
+
+def check_files(args):
+    """Every file the run will read or write, checked before any data is loaded."""
+    for name, what in (("save", "--save"), ("log", "--log")):
+        if getattr(args, name):
+            check_destination(getattr(args, name), what)
+    if args.plot:
+        check_destination(args.plot, "--plot", directory=True)
+    for name in ("resume", "load"):
+        path = getattr(args, name)
+        if path and not os.path.isfile(path):
+            raise ValueError(f"{flag(name)} {path}: no such file")
 
 
 def load_data(args, spec):
@@ -96,20 +171,44 @@ def load_data(args, spec):
     return xtr, ytr, xte, yte
 
 
-def augmenter(args, spec):
-    kind = spec.augment if args.augment == "auto" else args.augment
-    return {"none": None, "translate": data.augment_translate, "crop-flip": data.augment_cifar}[kind]
+def augmentation(args, spec):
+    return spec.augment if args.augment == "auto" else args.augment
+
+
+def augmenter(name):
+    return {"none": None, "translate": data.augment_translate, "crop-flip": data.augment_cifar}[name]
 
 
 def make_optimizer(args, model):
+    lr = DEFAULT_LR if args.lr is None else args.lr
     if args.optimizer == "sgd":
-        return SGD(model.params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
-                   weight_decay=args.weight_decay)
+        return SGD(model.params, lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay)
     cls = Adam if args.optimizer == "adam" else AdamW
-    return cls(model.params, args.lr, weight_decay=args.weight_decay)
+    return cls(model.params, lr, weight_decay=args.weight_decay)
 
 
-def make_callbacks(args, model_name, spec, model, xte, yte):
+def run_info(args, spec, train_size):
+    """What a checkpoint records about its run, to check a --resume against."""
+    info = {name: getattr(args, name) for name in RESUME_MUST_MATCH}
+    info.update(model=args.model or spec.model, augment=augmentation(args, spec), train_size=train_size,
+                lr=DEFAULT_LR if args.lr is None else args.lr)
+    return info
+
+
+def check_resume(args, saved, run, mid_epoch):
+    """Refuse a checkpoint whose run differs from this one; the message lists what differs."""
+    keys = [k for k in RESUME_MUST_MATCH + ("train_size",) if k in saved]
+    if not mid_epoch:
+        keys = [k for k in keys if k != "train_size"]
+    if args.lr is not None and "lr" in saved:
+        keys.append("lr")
+    differ = [f"{'--limit (training images)' if k == 'train_size' else flag(k)} {saved[k]} in the checkpoint, "
+              f"{run[k]} now" for k in keys if saved[k] != run[k]]
+    if differ:
+        raise ValueError(f"--resume {args.resume}: the checkpoint does not match this run: {'; '.join(differ)}")
+
+
+def make_callbacks(args, spec, model, xte, yte, info):
     """Progress bar, then diagnostics (they add to the record), log, checkpoint, figures."""
     callbacks = [ProgressBar(disable=args.quiet or None)]
     if args.diagnostics:
@@ -117,7 +216,7 @@ def make_callbacks(args, model_name, spec, model, xte, yte):
     if args.log:
         callbacks.append(JsonLog(args.log))
     if args.save:
-        callbacks.append(Checkpoint(args.save, {"model": model_name, "dataset": args.dataset}))
+        callbacks.append(Checkpoint(args.save, info))
     if args.plot:
         import plots
         callbacks.append(plots.Figures(args.plot, xte, yte, spec))
@@ -136,51 +235,85 @@ def report(result, classes):
     return "\n".join(lines)
 
 
-def evaluate_only(args, spec, x, y):
-    result = Trainer(load_model(args.load), SoftmaxCrossEntropy(), None).evaluate(x, y)
+def fit_input(model, x, source):
+    """``x`` in the shape the loaded model reads: flattened for a model that starts with
+    a Dense layer, for example; a clear error when the sizes cannot match."""
+    want = getattr(model, "input_shape", None)
+    first = model.layers[0] if getattr(model, "layers", None) else model
+    if want is None and isinstance(first, Dense):
+        want = (first.in_features,)
+    if want is None or tuple(want) == x.shape[1:]:
+        return x
+    if math.prod(want) == math.prod(x.shape[1:]):
+        return x.reshape(len(x), *want)
+    raise ValueError(f"{source}: the model reads inputs of shape {tuple(want)}, the data set's images are "
+                     f"{x.shape[1:]}")
+
+
+def evaluate_only(args, spec):
+    x, y = spec.load_test(args.data_dir, download_missing=not args.no_download)
+    if args.test_limit:
+        x, y = x[:args.test_limit], y[:args.test_limit]
+    model = load_model(args.load)
+    result = Trainer(model, SoftmaxCrossEntropy(), None).evaluate(fit_input(model, x, args.load), y)
     log.info("test loss %.4f  test accuracy %.2f%%", result.loss, 100 * result.accuracy)
     log.info("%s", report(result, spec.classes))
     return result.accuracy
 
 
-def make_trainer(args, spec, model_name, xtr, xte, yte):
+def make_trainer(args, spec, xtr, xte, yte):
     if keep_freed_memory():
         log.debug("glibc malloc set to keep freed memory for reuse")
-    model = zoo.build(model_name, spec.input_shape, spec.num_classes, rng=np.random.default_rng(args.seed))
+    info = run_info(args, spec, len(xtr))
+    model = zoo.build(info["model"], spec.input_shape, spec.num_classes, rng=np.random.default_rng(args.seed))
     opt = make_optimizer(args, model)
-    steps_per_epoch = math.ceil(len(xtr) / args.batch_size)
+    steps_per_epoch = Trainer.epoch_steps(len(xtr), args.batch_size)
     sched = schedule_from_string(args.schedule, opt, steps_per_epoch, steps_per_epoch * args.epochs,
                                  args.warmup_epochs)
     return Trainer(model, SoftmaxCrossEntropy(args.label_smoothing), opt, sched,
                    rng=np.random.default_rng([args.seed, 1]), eval_loss=SoftmaxCrossEntropy(),
-                   callbacks=make_callbacks(args, model_name, spec, model, xte, yte))
+                   callbacks=make_callbacks(args, spec, model, xte, yte, info)), info
+
+
+def resume(trainer, args, info):
+    _, meta = read_archive(args.resume)
+    saved, progress = meta.get("info"), meta.get("progress")
+    if isinstance(saved, dict) and isinstance(progress, dict):
+        check_resume(args, saved, info, progress.get("step_in_epoch", 0) > 0)
+    progress = trainer.resume(args.resume)
+    log.info("resumed from %s at epoch %d, step %d", args.resume, progress["epoch"] + 1, progress["step_in_epoch"])
+
+
+def run(args):
+    """Run what ``args`` asks for; returns ``(test accuracy, signal that stopped it or None)``."""
+    check_files(args)
+    spec = DATASETS[args.dataset]
+    if args.eval_only:
+        return evaluate_only(args, spec), None
+    xtr, ytr, xte, yte = load_data(args, spec)
+    trainer, info = make_trainer(args, spec, xtr, xte, yte)
+    if args.resume:
+        resume(trainer, args, info)
+    trainer.fit(xtr, ytr, args.epochs, args.batch_size, augment=augmenter(info["augment"]),
+                validation=(xte, yte), max_steps=args.max_steps)
+    if trainer.interrupted:
+        saved = f": checkpoint saved to {args.save} (resume with --resume)" if args.save else ""
+        log.info("interrupted by %s%s", signal.Signals(trainer.stop_signal).name, saved)
+        return (trainer.history[-1]["test_acc"] if trainer.history else float("nan")), trainer.stop_signal
+    result = trainer.evaluate(xte, yte)
+    log.info("%s", report(result, spec.classes))
+    log.info("test accuracy: %.2f%%", 100 * result.accuracy)
+    return result.accuracy, None
 
 
 def train(args):
     """Run what ``args`` asks for; returns the final test accuracy."""
-    spec = DATASETS[args.dataset]
-    model_name = args.model or spec.model
-    xtr, ytr, xte, yte = load_data(args, spec)
-    if args.eval_only:
-        return evaluate_only(args, spec, xte, yte)
-    trainer = make_trainer(args, spec, model_name, xtr, xte, yte)
-    if args.resume:
-        progress = trainer.resume(args.resume)
-        log.info("resumed from %s at epoch %d, step %d", args.resume, progress["epoch"] + 1,
-                 progress["step_in_epoch"])
-    trainer.fit(xtr, ytr, args.epochs, args.batch_size, augment=augmenter(args, spec),
-                validation=(xte, yte), max_steps=args.max_steps)
-    if trainer.interrupted:
-        saved = f": checkpoint saved to {args.save} (resume with --resume)" if args.save else ""
-        log.info("interrupted%s", saved)
-        return trainer.history[-1]["test_acc"] if trainer.history else float("nan")
-    result = trainer.evaluate(xte, yte)
-    log.info("%s", report(result, spec.classes))
-    log.info("test accuracy: %.2f%%", 100 * result.accuracy)
-    return result.accuracy
+    return run(args)[0]
 
 
 def main(argv=None):
+    """The command line; exit status 0 done, 2 bad input or a failed read/write,
+    3 non-finite values, 128 + the signal's number when SIGINT/SIGTERM stopped it."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.plot:
@@ -191,14 +324,17 @@ def main(argv=None):
             log.error("error: --plot: %s", err)
             return 2
     try:
-        train(args)
-    except (data.DownloadError, data.DataFileError, FileNotFoundError, ValueError) as err:
+        _, stopped_by = run(args)
+    except (data.DownloadError, data.DataFileError, OSError, ValueError) as err:
         log.error("error: %s", err)
         return 2
     except TrainingStopped as err:
         log.error("stopped: %s", err)
         return 3
-    return 0
+    except KeyboardInterrupt:
+        log.error("stopped at once by a second signal; the last checkpoint is the previous one")
+        return 130
+    return 0 if stopped_by is None else 128 + stopped_by
 
 
 if __name__ == "__main__":

@@ -1,0 +1,208 @@
+"""train.py under bad arguments and faults: every invalid value refused up front,
+destinations checked before any data is read, a full disk, SIGTERM to a real process,
+mismatched --resume, --eval-only without the training files, a single Dense model."""
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import layers as L
+import train
+from fixtures import write_mnist
+from models.serialization import read_archive, save_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A 256-image MNIST-format data set; the base arguments of a fast run on it."""
+    write_mnist(tmp_path / "mnist", n_train=256, n_test=64)
+    return ["--data-dir", str(tmp_path), "--no-download", "--quiet", "--model", "lenet", "--batch-size", "32",
+            "--epochs", "1"]
+
+
+def cli(args, **kwargs):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def refused(capsys, args):
+    """parse_args on args: the exit status and the error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    return exit_info.value.code, err[-1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--lr", "-1"], "--lr must not be negative"),
+    (["--momentum", "inf"], "--momentum must be a finite number, got inf"),
+    (["--momentum", "-0.5"], "--momentum must not be negative"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number"),
+    (["--label-smoothing", "nan"], "--label-smoothing must be a finite number"),
+    (["--label-smoothing", "1"], "--label-smoothing must be below 1"),
+    (["--warmup-epochs", "nan"], "--warmup-epochs must be a finite number"),
+    (["--warmup-epochs", "8"], "--warmup-epochs (8.0) must be less than --epochs (8)"),
+    (["--schedule", "step:0:0.5"], "positive finite numbers"),
+    (["--schedule", "step:-1:0.5"], "positive finite numbers"),
+    (["--schedule", "step:inf:0.5"], "positive finite numbers"),
+    (["--schedule", "exp:-1"], "positive finite numbers"),
+    (["--schedule", "inv:inf:0.75"], "positive finite numbers"),
+    (["--schedule", "multistep:3,2:0.1"], "milestones must be increasing"),
+    (["--seed", "-1"], "--seed must be >= 0 (numpy seeds are non-negative integers)"),
+    (["--nesterov", "--momentum", "0"], "--nesterov needs --momentum > 0"),
+    (["--load", "m.npz"], "--load is read only with --eval-only"),
+    (["--eval-only", "--load", "m.npz", "--save", "s.npz"], "--save: training options, not used with --eval-only"),
+    (["--eval-only", "--load", "m.npz", "--resume", "r.npz"], "--resume: training options"),
+])
+def test_invalid_values_are_refused_with_one_line(capsys, args, message):
+    code, line = refused(capsys, args)
+    assert code == 2 and message in line, line
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A directory where no file can be created (chmod for a user; /sys or /proc for root)."""
+    if os.geteuid() != 0:
+        d = tmp_path / "read-only"
+        d.mkdir()
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    for d in ("/sys", "/proc"):
+        try:
+            fd, probe = tempfile.mkstemp(dir=d)
+        except OSError:
+            yield Path(d)
+            return
+        os.close(fd)
+        os.remove(probe)
+    pytest.skip("running as root with no unwritable directory to test against")
+
+
+@pytest.mark.parametrize("option", ["--save", "--log", "--plot"])
+@pytest.mark.parametrize("case", ["read-only", "parent is a file", "is a directory", "missing parent"])
+def test_destinations_are_checked_before_any_data_is_read(tmp_path, unwritable_dir, caplog, option, case):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    target = {"read-only": unwritable_dir / "out", "parent is a file": tmp_path / "file" / "out",
+              "is a directory": tmp_path / "dir", "missing parent": tmp_path / "missing" / "out"}[case]
+    if option == "--plot" and case == "is a directory":
+        target = tmp_path / "file"  # a plot destination must be a directory, not a file
+    # no data in tmp_path: had anything been read first, the error would be "not found"
+    code = train.main(["--data-dir", str(tmp_path / "empty"), "--no-download", option, str(target)])
+    assert code == 2
+    assert f"error: {option} {target}" in caplog.text and "not found" not in caplog.text
+    assert not (tmp_path / "empty").exists()
+
+
+def test_lr_1e40_stops_with_a_message_and_keeps_the_checkpoint(tiny, tmp_path):
+    ck = tmp_path / "ck.npz"
+    ck.write_bytes(b"last good checkpoint")
+    proc = cli(tiny + ["--lr", "1e40", "--save", str(ck)])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out + err
+    assert "stopped: non-finite values at epoch 1, step 1: parameter 0.weight after the optimizer update" in out
+    assert "Traceback" not in err and "RuntimeWarning" not in err
+    assert ck.read_bytes() == b"last good checkpoint"
+
+
+def limit_file_size(size):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return apply
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tiny, tmp_path):
+    ck = tmp_path / "ck.npz"
+    ck.write_bytes(b"previous checkpoint")
+    proc = cli(tiny + ["--save", str(ck)], preexec_fn=limit_file_size(64 * 1024))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out + err
+    assert f"error: cannot write the checkpoint {ck}: File too large" in out
+    assert "Traceback" not in err
+    assert ck.read_bytes() == b"previous checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "mnist"]  # no temporary file left
+
+
+def test_full_disk_during_a_log_write_leaves_whole_lines(tiny, tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"epoch": 0}\n' * 2)
+    proc = cli(tiny + ["--log", str(log)], preexec_fn=limit_file_size(len(log.read_bytes()) + 40))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out + err
+    assert f"error: cannot append to the log {log}: File too large" in out and "Traceback" not in err
+    assert log.read_bytes() == b'{"epoch": 0}\n' * 2
+
+
+def test_sigterm_to_a_real_process_saves_and_resumes(tiny, tmp_path):
+    ck, log = tmp_path / "ck.npz", tmp_path / "log.jsonl"
+    base = [a if a != "1" else "100" for a in tiny]  # --epochs 100: it is still training when signalled
+    proc = cli(base + ["--save", str(ck), "--log", str(log)])
+    deadline = time.monotonic() + 240
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert f"interrupted by SIGTERM: checkpoint saved to {ck}" in out and "Traceback" not in err
+    step = read_archive(ck)[1]["progress"]["global_step"]
+    assert step >= 8  # at least the first epoch (8 steps) was done
+    assert train.main(base + ["--resume", str(ck), "--save", str(ck), "--max-steps", str(step + 2)]) == 0
+    assert read_archive(ck)[1]["progress"]["global_step"] == step + 2
+
+
+def test_resume_refuses_another_run_and_names_the_difference(tiny, tmp_path, caplog):
+    ck = tmp_path / "ck.npz"
+    assert train.main(tiny + ["--save", str(ck), "--max-steps", "3"]) == 0  # mid-epoch: 3 of 8 steps
+    saved = ck.read_bytes()
+    for extra, message in [(["--batch-size", "16"], "--batch-size 32 in the checkpoint, 16 now"),
+                           (["--model", "mnist_cnn"], "--model lenet in the checkpoint, mnist_cnn now"),
+                           (["--optimizer", "adam"], "--optimizer sgd in the checkpoint, adam now"),
+                           (["--limit", "128"], "--limit (training images) 256 in the checkpoint, 128 now"),
+                           (["--lr", "0.1"], "--lr 0.05 in the checkpoint, 0.1 now")]:
+        caplog.clear()
+        assert train.main(tiny + extra + ["--resume", str(ck), "--save", str(ck)]) == 2, extra
+        assert f"--resume {ck}: the checkpoint does not match this run: {message}" in caplog.text
+        assert ck.read_bytes() == saved
+    # what may change: --epochs, --max-steps, outputs; --lr equal to the checkpoint's
+    assert train.main(tiny + ["--epochs", "2", "--lr", "0.05", "--resume", str(ck), "--save", str(ck)]) == 0
+    assert read_archive(ck)[1]["progress"]["epoch"] == 2
+
+
+def test_eval_only_needs_only_the_test_files_and_takes_a_single_dense_model(tiny, tmp_path, caplog):
+    ck = tmp_path / "ck.npz"
+    assert train.main(tiny + ["--save", str(ck)]) == 0
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        os.remove(tmp_path / "mnist" / name)
+    evaluate = ["--data-dir", str(tmp_path), "--no-download", "--eval-only", "--load"]
+    assert train.main(evaluate + [str(ck)]) == 0
+    dense = tmp_path / "dense.npz"
+    save_model(L.Dense(784, 10, rng=0), dense)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    assert train.main(evaluate + [str(dense)]) == 0
+    assert "test accuracy" in caplog.text
+    save_model(L.Dense(100, 10, rng=0), dense)
+    assert train.main(evaluate + [str(dense)]) == 2
+    assert f"{dense}: the model reads inputs of shape (100,), the data set's images are (1, 28, 28)" in caplog.text
+
+
+def test_last_batch_of_one_image_does_not_stop_a_batchnorm_network(tmp_path):
+    write_mnist(tmp_path / "mnist", n_train=65, n_test=20)
+    acc = train.train(train.parse_args(["--data-dir", str(tmp_path), "--no-download", "--quiet", "--model",
+                                        "mnist_cnn", "--batch-size", "32", "--epochs", "1"]))
+    assert np.isfinite(acc)
