@@ -6,7 +6,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from data.specs import AUGMENTATIONS, DATASETS
 from layers import Dense, SoftmaxCrossEntropy
 from layers.allocator import keep_freed_memory
 from models import zoo
+from models.archive import check_destination
 from models.callbacks import Checkpoint, DiagnosticsLog, JsonLog, ProgressBar
 from models.checkpoint import load_model
 from models.serialization import read_archive
@@ -127,35 +127,23 @@ def parse_args(argv=None):
     return args
 
 
-def check_destination(path, what, directory=False):
-    """Raise ValueError unless ``path`` (a file, or with ``directory`` a folder that may
-    not exist yet) can be written, by creating and removing a probe file next to it."""
-    path = os.path.abspath(path)
-    if directory and os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{what} {path}: exists and is not a directory")
-    if not directory and os.path.isdir(path):
-        raise ValueError(f"{what} {path}: is a directory, expected a file path")
-    folder = path if directory and os.path.isdir(path) else os.path.dirname(path)
-    if not os.path.isdir(folder):
-        reason = "is not a directory" if os.path.exists(folder) else "does not exist"
-        raise ValueError(f"{what} {path}: {folder} {reason}")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".npnet-probe-", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-        if not directory and os.path.exists(path):
-            open(path, "ab").close()
-    except OSError as err:
-        raise ValueError(f"{what} {path}: cannot write there ({err.strerror})") from None
-
-
 def check_files(args):
-    """Every file the run will read or write, checked before any data is loaded."""
-    for name, what in (("save", "--save"), ("log", "--log")):
-        if getattr(args, name):
-            check_destination(getattr(args, name), what)
-    if args.plot:
-        check_destination(args.plot, "--plot", directory=True)
+    """Every file the run will read or write, checked before any data is loaded: a probe
+    file is created and removed where each output goes (models.archive.check_destination)."""
+    outputs = [("--save", args.save), ("--log", args.log)]
+    if args.plot:  # a directory, created if missing: probe inside it, or next to it
+        inside = os.path.isdir(args.plot)
+        outputs.append(("--plot", os.path.join(args.plot, "curves.png") if inside else args.plot))
+        if os.path.exists(args.plot) and not inside:
+            raise ValueError(f"--plot: cannot write {args.plot}: it is a file, not a directory")
+    for option, path in outputs:
+        try:
+            if path:
+                check_destination(path)
+                if os.path.isfile(path) and option == "--log":
+                    open(path, "ab").close()
+        except OSError as err:
+            raise ValueError(f"{option}: {err.strerror or err}") from None
     for name in ("resume", "load"):
         path = getattr(args, name)
         if path and not os.path.isfile(path):

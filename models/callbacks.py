@@ -146,7 +146,10 @@ class Checkpoint(Callback):
         try:
             trainer.save_checkpoint(self.path, self.info)
         except OSError as err:
-            raise _write_error("write the checkpoint", self.path, err) from None
+            message = err.strerror or str(err)
+            if str(self.path) not in message:
+                message = f"cannot write the checkpoint {self.path}: {message}"
+            raise OSError(message) from None
 
     def on_epoch_end(self, trainer, record):
         self._save(trainer)

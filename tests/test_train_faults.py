@@ -104,7 +104,7 @@ def test_destinations_are_checked_before_any_data_is_read(tmp_path, unwritable_d
     # no data in tmp_path: had anything been read first, the error would be "not found"
     code = train.main(["--data-dir", str(tmp_path / "empty"), "--no-download", option, str(target)])
     assert code == 2
-    assert f"error: {option} {target}" in caplog.text and "not found" not in caplog.text
+    assert f"error: {option}: cannot write {target}" in caplog.text and "not found" not in caplog.text
     assert not (tmp_path / "empty").exists()
 
 
@@ -132,7 +132,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tiny, tmp_path):
     proc = cli(tiny + ["--save", str(ck)], preexec_fn=limit_file_size(64 * 1024))
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, out + err
-    assert f"error: cannot write the checkpoint {ck}: File too large" in out
+    assert f"error: cannot write {ck}: File too large; {ck} is unchanged" in out
     assert "Traceback" not in err
     assert ck.read_bytes() == b"previous checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "mnist"]  # no temporary file left
