@@ -257,16 +257,17 @@ class PReLU(Layer):
 
     def __init__(self, num_parameters=1, init=0.25):
         super().__init__()
-        self.num_parameters = check_size("PReLU", "num_parameters", num_parameters)
+        self.num_slopes = check_size("PReLU", "num_parameters", num_parameters)
         self.init = check_float("PReLU", "init", init)
-        self.params["weight"] = np.full(self.num_parameters, self.init, dtype=np.float32)
+        # stored as num_slopes: Layer.num_parameters() counts the trainable values
+        self.params["weight"] = np.full(self.num_slopes, self.init, dtype=np.float32)
 
     def get_config(self):
-        return {"num_parameters": self.num_parameters, "init": self.init}
+        return {"num_parameters": self.num_slopes, "init": self.init}
 
     def output_shape(self, input_shape):
-        if self.num_parameters > 1 and (len(input_shape) < 1 or input_shape[0] != self.num_parameters):
-            raise ValueError(f"PReLU: expected per-sample shape ({self.num_parameters}, *), "
+        if self.num_slopes > 1 and (len(input_shape) < 1 or input_shape[0] != self.num_slopes):
+            raise ValueError(f"PReLU: expected per-sample shape ({self.num_slopes}, *), "
                              f"got {tuple(input_shape)}")
         return tuple(input_shape)
 
@@ -277,14 +278,14 @@ class PReLU(Layer):
     def _slope(self, x):
         """(C,) -> (1, C, 1, ...), or the single slope as a (1,)-shaped array."""
         weight = self.params["weight"].astype(x.dtype, copy=False)
-        if self.num_parameters == 1:
+        if self.num_slopes == 1:
             return weight
         return weight.reshape((1, -1) + (1,) * (x.ndim - 2))
 
     def forward(self, x):
         self._check_input(x)
-        if self.num_parameters > 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
-            raise ValueError(f"PReLU: expected input of shape (N, {self.num_parameters}, *), got {x.shape}")
+        if self.num_slopes > 1 and (x.ndim < 2 or x.shape[1] != self.num_slopes):
+            raise ValueError(f"PReLU: expected input of shape (N, {self.num_slopes}, *), got {x.shape}")
         positive = x > 0
         self._save_for_backward(x, positive)
         return np.where(positive, x, x * self._slope(x))
@@ -293,7 +294,7 @@ class PReLU(Layer):
         x, positive = self._saved()
         self._check_dout(dout, x.shape)
         negative_part = np.where(positive, 0, dout * x)
-        if self.num_parameters == 1:
+        if self.num_slopes == 1:
             dweight = negative_part.sum().reshape(1)
         else:
             dweight = _sum_except(negative_part, 1)

@@ -109,7 +109,7 @@ class ConvTranspose2D(Layer):
         (kh, kw), (ph, pw), g = self.kernel_size, self.padding, self.groups
         xc = pad_nchw(x, (0, 0, 0, 0))  # (C_in, H, W, N) memory; x itself when it has it
         # (N, C_in, H, W) -> (g, C_in/g, H*W*N), a free view of that memory
-        x_mem = xc.transpose(1, 2, 3, 0).reshape(g, self.in_channels // g, -1)
+        x_mem = xc.transpose(1, 2, 3, 0).reshape(g, self.in_channels // g, h * w * n)
         cols = np.matmul(self._weight(x.dtype).transpose(0, 2, 1), x_mem)
         # (g, C_out/g*kh*kw, H*W*N) -> (C_out, kh, kw, H, W, N), then fold onto the padded output
         padded = col2im(cols.reshape(self.out_channels, kh, kw, h, w, n), (ho + 2 * ph, wo + 2 * pw),
@@ -132,8 +132,8 @@ class ConvTranspose2D(Layer):
         doutp = pad_nchw(dout, (ph, ph, pw, pw))
         # (C_out, kh, kw, H, W, N) -> (g, C_out/g*kh*kw, H*W*N)
         cols = im2col(doutp, self.kernel_size, self.stride, self.dilation, (h, w))
-        cols = cols.reshape(g, -1, h * w * n)
-        x_mem = xc.transpose(1, 2, 3, 0).reshape(g, self.in_channels // g, -1)
+        cols = cols.reshape(g, self.out_channels // g * self.kernel_size[0] * self.kernel_size[1], h * w * n)
+        x_mem = xc.transpose(1, 2, 3, 0).reshape(g, self.in_channels // g, h * w * n)
         dweight = np.matmul(x_mem, cols.transpose(0, 2, 1)).reshape(self.params["weight"].shape)
         grads = {"weight": dweight}
         if self.use_bias:
