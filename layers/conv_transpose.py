@@ -2,9 +2,17 @@
 import numpy as np
 
 from .base import Layer
-from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, pad_nchw
+from .im2col import col2im, empty_chwn, im2col, pad_nchw
 from .init import initialize, make_rng
 from .validation import check_size
+
+
+def _pair(value, name, minimum=1):
+    """An int or a pair of ints, each ``>= minimum`` -> a tuple of two ints."""
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"ConvTranspose2D: {name} must be an int or a pair of ints, got {value!r}")
+    return tuple(check_size("ConvTranspose2D", name, v, minimum) for v in pair)
 
 
 class ConvTranspose2D(Layer):
@@ -42,15 +50,11 @@ class ConvTranspose2D(Layer):
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{name}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
                              f"must both be divisible by groups ({self.groups})")
-        self.kernel_size = as_pair(kernel_size, "kernel_size", name)
-        self.stride = as_pair(stride, "stride", name)
-        self.dilation = as_pair(dilation, "dilation", name)
-        top, _, left, _ = as_padding(padding, name)
-        self.padding = (top, left)
-        op = (output_padding, output_padding) if np.isscalar(output_padding) else tuple(output_padding)
-        if len(op) != 2:
-            raise ValueError(f"{name}: output_padding must be an int or a pair of ints, got {output_padding!r}")
-        self.output_padding = tuple(check_size(name, "output_padding", v, minimum=0) for v in op)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        self.padding = _pair(padding, "padding", minimum=0)
+        self.output_padding = _pair(output_padding, "output_padding", minimum=0)
         for axis, (p, s, d) in enumerate(zip(self.output_padding, self.stride, self.dilation)):
             if p >= s and p >= d:
                 raise ValueError(f"{name}: output_padding {self.output_padding} must be smaller than the "
