@@ -125,6 +125,15 @@ class Softmax(Layer):
         return out * (dout - (dout * out).sum(axis=self.axis, keepdims=True)), {}
 
 
+def _expit(x):
+    """sigmoid in ``x``'s dtype (scipy computes float16 in float32 or float64)."""
+    return expit(x).astype(x.dtype, copy=False)
+
+
+def _erf(x):
+    return erf(x).astype(x.dtype, copy=False)
+
+
 def _sum_except(value, axis):
     """Sum over every axis but ``axis`` (a parameter's gradient from a broadcast product)."""
     return value.sum(axis=tuple(a for a in range(value.ndim) if a != axis))
@@ -195,7 +204,7 @@ class GELU(Layer):
         if self.approximate == "tanh":
             u = x.dtype.type(math.sqrt(2 / math.pi)) * (x + x.dtype.type(0.044715) * x ** 3)
             return half * x * (1 + np.tanh(u))
-        return half * x * (1 + erf(x * x.dtype.type(1 / math.sqrt(2))))
+        return half * x * (1 + _erf(x * x.dtype.type(1 / math.sqrt(2))))
 
     def backward(self, dout):
         (x,) = self._saved()
@@ -206,7 +215,7 @@ class GELU(Layer):
             th = np.tanh(k * (x + t(0.044715) * x ** 3))
             grad = t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * k * (1 + t(3 * 0.044715) * x * x)
         else:
-            cdf = t(0.5) * (1 + erf(x * t(1 / math.sqrt(2))))
+            cdf = t(0.5) * (1 + _erf(x * t(1 / math.sqrt(2))))
             grad = cdf + x * np.exp(t(-0.5) * x * x) * t(1 / math.sqrt(2 * math.pi))
         return dout * grad, {}
 
@@ -243,7 +252,7 @@ class Softplus(Layer):
         (x,) = self._saved()
         self._check_dout(dout, x.shape)
         z = x * x.dtype.type(self.beta)
-        return dout * np.where(z > self.threshold, 1, expit(z)).astype(x.dtype, copy=False), {}
+        return dout * np.where(z > self.threshold, 1, _expit(z)), {}
 
 
 class PReLU(Layer):
@@ -343,7 +352,7 @@ class SiLU(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        s = expit(x)
+        s = _expit(x)
         self._save_for_backward(x, s)
         return x * s
 

@@ -4,8 +4,6 @@ from scipy.special import expit
 
 from .validation import check_float
 
-from .validation import check_float
-
 
 def _require_samples(owner, pred):
     """A mean over zero elements is undefined: refuse it with one clear error."""
@@ -142,11 +140,14 @@ class _ReducedLoss(Loss):
         return {"reduction": self.reduction}
 
     def _reduce(self, terms, count):
-        total = terms.sum()
-        return float(total / count if self.reduction == "mean" and count else total)
+        """Sum or mean of the per-element terms; a mean over no elements is refused."""
+        if self.reduction == "mean":
+            _require_samples(type(self).__name__, terms)
+            return float(terms.sum() / count)
+        return float(terms.sum())
 
     def _scale(self, grad, count):
-        if self.reduction == "mean" and count:
+        if self.reduction == "mean":
             grad /= grad.dtype.type(count)
         return grad
 
@@ -214,7 +215,7 @@ class BCEWithLogits(_ReducedLoss):
 
     def backward(self):
         pred, target, weight = self._saved()
-        grad = expit(pred) * (weight + 1 - target) - weight
+        grad = expit(pred).astype(pred.dtype, copy=False) * (weight + 1 - target) - weight
         return self._scale(grad, pred.size)
 
 

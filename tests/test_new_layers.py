@@ -413,3 +413,17 @@ def test_loss_input_errors():
         L.NLLLoss().forward(np.zeros((2, 3, 4)), np.zeros((2, 4)))
     with pytest.raises(RuntimeError):
         L.HuberLoss().backward()
+
+
+@pytest.mark.parametrize("make,pred,target", [
+    (L.BCEWithLogits, np.zeros((0, 3)), np.zeros((0, 3))),
+    (L.NLLLoss, np.zeros((0, 3)), np.zeros((0,), np.int64)),
+    (L.HuberLoss, np.zeros((0, 3)), np.zeros((0, 3))),
+    (L.SmoothL1Loss, np.zeros((0, 3)), np.zeros((0, 3))),
+])
+def test_losses_on_an_empty_batch(make, pred, target):
+    with pytest.raises(ValueError, match="empty batch"):
+        make(reduction="mean").forward(pred, target)
+    loss = make(reduction="sum")
+    assert loss.forward(pred, target) == 0.0
+    assert loss.backward().shape == pred.shape
