@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from examples.common import evaluate, fit, mnist_images  # noqa: E402
+from examples.common import fit, mnist_images, trainer  # noqa: E402
 from layers import BCEWithLogits, Conv2D, ConvTranspose2D, ReLU  # noqa: E402
 from models import Sequential  # noqa: E402
 
@@ -35,10 +35,11 @@ def run(data_dir, train_count=512, test_count=256, epochs=8, batch_size=32, seed
     and the training loss of every epoch."""
     x, _ = mnist_images(data_dir, train_count)
     x_test, _ = mnist_images(data_dir, test_count, split="test")
-    model, loss = autoencoder(seed), BCEWithLogits()
-    before = evaluate(model, loss, x_test, x_test)
-    history = fit(model, loss, x, x, epochs, batch_size, rng=seed)
-    return {"test_before": before, "test_after": evaluate(model, loss, x_test, x_test), "train": history,
+    model = autoencoder(seed)
+    run = trainer(model, BCEWithLogits(), seed=seed)
+    before = run.evaluate(x_test, x_test).loss
+    history = fit(run, x, x, epochs, batch_size)
+    return {"test_before": before, "test_after": run.evaluate(x_test, x_test).loss, "train": history,
             "model": model}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from examples.common import fit, mnist_images  # noqa: E402
+from examples.common import fit, mnist_images, trainer  # noqa: E402
 from layers import (Conv2D, ConvTranspose2D, GroupNorm, LogSoftmax, MaxPool2D, NLLLoss, ReLU,  # noqa: E402
                     Upsample2D, no_grad)
 from models import Concat, Sequential  # noqa: E402
@@ -78,7 +78,7 @@ def run(data_dir, train_count=512, test_count=256, epochs=8, batch_size=32, seed
     (x, target), (x_test, target_test) = noisy_segmentation(clean, rng), noisy_segmentation(clean_test, rng)
     model = unet(rng=seed)
     before = scores(model, x_test, target_test)
-    history = fit(model, NLLLoss(), x, target, epochs, batch_size, rng=seed)
+    history = fit(trainer(model, NLLLoss(), seed=seed), x, target, epochs, batch_size)
     return {"train": history, "before": before, "after": scores(model, x_test, target_test), "model": model}
 
 
