@@ -172,7 +172,7 @@ def main():
         ("eval Dropout(0.5)", L.Dropout(0.5, rng=rng), (4, 9)),
         ("eval Dropout2D(0.5)", L.Dropout2D(0.5, rng=rng), (2, 3, 4, 4)),
         ("eval GroupNorm, LayerNorm, PReLU", Sequential(_randomised(L.GroupNorm(2, 4), rng), _randomised(L.PReLU(4), rng),
-                                                        _randomised(L.LayerNorm((4, 3)), rng)), (3, 4, 5, 3)),
+                                                        _randomised(L.LayerNorm((5, 3)), rng)), (3, 4, 5, 3)),
         ("eval small CNN", Sequential(L.Conv2D(2, 4, 3, padding=1, rng=rng), L.BatchNorm2D(4), L.ReLU(),
                                       L.MaxPool2D(2), L.Conv2D(4, 6, 3, rng=rng), L.BatchNorm2D(6), L.ReLU(),
                                       L.Flatten(), L.Dropout(0.4, rng=rng), L.Dense(6, 5, rng=rng),
