@@ -61,8 +61,8 @@ class ConvTranspose2D(Layer):
                                  f"stride {self.stride} or the dilation {self.dilation} (axis {axis})")
         self.use_bias, self.init = bool(bias), init
         kh, kw = self.kernel_size
-        # each output sums (C_in/g * kh*kw / (sh*sw)) products on average; PyTorch, too, takes
-        # the fans from the weight's own axes
+        # fan_in: the inputs that feed one output (C_in/g * kh*kw at stride 1, about 1/(sh*sw) of
+        # that at a larger stride); fan_out: the outputs one input feeds
         fan_in = self.in_channels // self.groups * kh * kw
         fan_out = self.out_channels // self.groups * kh * kw
         self.params["weight"] = initialize((self.in_channels, self.out_channels // self.groups, kh, kw),
