@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import layers as L  # noqa: E402
 import optim  # noqa: E402
-from models import Sequential  # noqa: E402
+from models import Concat, Sequential  # noqa: E402
 from torch_equiv import to_torch  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
@@ -60,6 +60,43 @@ def check_layer(name, layer, shape, rng, training=True):
         close(f"{name} {key}", buf, module.get_buffer(key).numpy())
 
 
+def _randomised(layer, rng):
+    """Parameters away from their constructor values (ones, zeros, 0.25)."""
+    for value in layer.params.values():
+        value[...] = rng.uniform(0.5, 1.5, value.shape) * rng.choice([-1.0, 1.0], value.shape)
+    return layer
+
+
+def check_loss(name, loss, tloss, pred, target, ttarget=None):
+    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
+    tval = tloss(tp, torch.from_numpy(target) if ttarget is None else ttarget)
+    tval.backward()
+    close(f"{name} value", loss.forward(pred, target), tval.item())
+    close(f"{name} grad", loss.backward(), tp.grad.numpy())
+
+
+def check_losses(rng):
+    z = rng.standard_normal((6, 4)) * 4
+    y01 = (rng.uniform(size=(6, 4)) > 0.5).astype(np.float64)
+    soft = rng.uniform(size=(6, 4))
+    pw = rng.uniform(0.2, 3.0, 4)
+    logp = torch.log_softmax(torch.from_numpy(rng.standard_normal((5, 4, 3, 2))), 1).numpy()
+    labels = rng.integers(0, 4, (5, 3, 2))
+    for red in ("mean", "sum"):
+        check_loss(f"BCEWithLogits {red}", L.BCEWithLogits(reduction=red), nn.BCEWithLogitsLoss(reduction=red),
+                   z, y01)
+        check_loss(f"BCEWithLogits pos_weight soft targets {red}", L.BCEWithLogits(pw, red),
+                   nn.BCEWithLogitsLoss(reduction=red, pos_weight=torch.from_numpy(pw)), z, soft)
+        check_loss(f"NLLLoss (N, K) {red}", L.NLLLoss(red), nn.NLLLoss(reduction=red), logp[:, :, 0, 0],
+                   labels[:, 0, 0])
+        check_loss(f"NLLLoss (N, K, d1, d2) {red}", L.NLLLoss(red), nn.NLLLoss(reduction=red), logp, labels)
+        check_loss(f"HuberLoss delta 0.8 {red}", L.HuberLoss(red, 0.8), nn.HuberLoss(red, 0.8), z, soft)
+        check_loss(f"SmoothL1Loss beta 0.6 {red}", L.SmoothL1Loss(red, 0.6), nn.SmoothL1Loss(reduction=red, beta=0.6),
+                   z, soft)
+        check_loss(f"SmoothL1Loss beta 0 {red}", L.SmoothL1Loss(red, 0.0), nn.SmoothL1Loss(reduction=red, beta=0.0),
+                   z, soft)
+
+
 def main():
     rng = np.random.default_rng(7)
     cases = [
@@ -82,6 +119,48 @@ def main():
         ("LeakyReLU", L.LeakyReLU(0.1), (4, 9)),
         ("Sigmoid", L.Sigmoid(), (4, 9)),
         ("Tanh", L.Tanh(), (4, 9)),
+        ("ConvTranspose2D 3->4 k3 s2 p1 op1", L.ConvTranspose2D(3, 4, 3, stride=2, padding=1, output_padding=1,
+                                                                rng=rng), (2, 3, 5, 6)),
+        ("ConvTranspose2D 4->6 k(3,2) s(2,3) p(1,0) op(0,2) d(1,2) g2",
+         L.ConvTranspose2D(4, 6, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(0, 2), dilation=(1, 2),
+                           groups=2, rng=rng), (3, 4, 4, 5)),
+        ("ConvTranspose2D 1x1 no bias", L.ConvTranspose2D(5, 3, 1, bias=False, rng=rng), (2, 5, 4, 3)),
+        ("ConvTranspose2D k4 s2 p1 (DCGAN)", L.ConvTranspose2D(4, 2, 4, stride=2, padding=1, rng=rng), (2, 4, 3, 3)),
+        ("Upsample2D nearest x2", L.Upsample2D(scale_factor=2), (2, 3, 4, 5)),
+        ("Upsample2D nearest x(1.5, 3)", L.Upsample2D(scale_factor=(1.5, 3)), (2, 3, 5, 4)),
+        ("Upsample2D nearest size (7, 9)", L.Upsample2D(size=(7, 9)), (2, 3, 5, 4)),
+        ("Upsample2D bilinear x2", L.Upsample2D(scale_factor=2, mode="bilinear"), (2, 3, 4, 5)),
+        ("Upsample2D bilinear x(1.5, 2.5) align", L.Upsample2D(scale_factor=(1.5, 2.5), mode="bilinear",
+                                                               align_corners=True), (2, 3, 4, 5)),
+        ("Upsample2D bilinear size (7, 3)", L.Upsample2D(size=(7, 3), mode="bilinear", align_corners=False),
+         (2, 3, 4, 5)),
+        ("Upsample2D bilinear size (8, 2) align", L.Upsample2D(size=(8, 2), mode="bilinear", align_corners=True),
+         (2, 3, 4, 5)),
+        ("ZeroPad2D (1, 2, 0, 3)", L.ZeroPad2D((1, 2, 0, 3)), (2, 3, 4, 5)),
+        ("LayerNorm (5,)", _randomised(L.LayerNorm(5), rng), (4, 3, 5)),
+        ("LayerNorm (3, 4) no bias", _randomised(L.LayerNorm((3, 4), bias=False), rng), (2, 5, 3, 4)),
+        ("LayerNorm no affine", L.LayerNorm(6, eps=1e-3, elementwise_affine=False), (4, 6)),
+        ("GroupNorm 2 groups of 3", _randomised(L.GroupNorm(2, 6), rng), (3, 6, 4, 5)),
+        ("GroupNorm 1 group on (N, C, L)", _randomised(L.GroupNorm(1, 4, eps=1e-3), rng), (3, 4, 7)),
+        ("GroupNorm groups == channels", _randomised(L.GroupNorm(5, 5), rng), (2, 5, 3, 3)),
+        ("InstanceNorm2D", L.InstanceNorm2D(3), (2, 3, 4, 5)),
+        ("InstanceNorm2D affine", _randomised(L.InstanceNorm2D(3, affine=True), rng), (2, 3, 4, 5)),
+        ("ELU alpha 0.7", L.ELU(0.7), (4, 9)),
+        ("GELU exact", L.GELU(), (4, 9)),
+        ("GELU tanh", L.GELU("tanh"), (4, 9)),
+        ("Softplus beta 2 threshold 1.5", L.Softplus(2.0, 1.5), (4, 9)),
+        ("Softplus", L.Softplus(), (4, 9)),
+        ("PReLU shared", _randomised(L.PReLU(), rng), (4, 9)),
+        ("PReLU per channel", _randomised(L.PReLU(3), rng), (2, 3, 4, 5)),
+        ("Hardswish", L.Hardswish(), (4, 9)),
+        ("SiLU", L.SiLU(), (4, 9)),
+        ("LogSoftmax", L.LogSoftmax(), (4, 9)),
+        ("LogSoftmax axis 1", L.LogSoftmax(axis=1), (2, 5, 3, 3)),
+        ("Dropout2D p=0 (mask-free)", L.Dropout2D(0.0), (2, 3, 4, 4)),
+        ("Concat of conv, identity, nested Concat",
+         Concat([L.Conv2D(3, 2, 3, padding=1, rng=rng), Sequential(),
+                 Concat([L.ConvTranspose2D(3, 1, 3, padding=1, rng=rng), _randomised(L.GroupNorm(1, 3), rng)])]),
+         (2, 3, 4, 5)),
     ]
     for name, layer, shape in cases:
         check_layer(name, layer, shape, rng)
@@ -91,6 +170,9 @@ def main():
         ("eval BatchNorm1D on (N, C, L)", L.BatchNorm1D(3, momentum=0.2), (4, 3, 5)),
         ("eval BatchNorm2D", L.BatchNorm2D(4, momentum=0.3), (5, 4, 3, 6)),
         ("eval Dropout(0.5)", L.Dropout(0.5, rng=rng), (4, 9)),
+        ("eval Dropout2D(0.5)", L.Dropout2D(0.5, rng=rng), (2, 3, 4, 4)),
+        ("eval GroupNorm, LayerNorm, PReLU", Sequential(_randomised(L.GroupNorm(2, 4), rng), _randomised(L.PReLU(4), rng),
+                                                        _randomised(L.LayerNorm((5, 3)), rng)), (3, 4, 5, 3)),
         ("eval small CNN", Sequential(L.Conv2D(2, 4, 3, padding=1, rng=rng), L.BatchNorm2D(4), L.ReLU(),
                                       L.MaxPool2D(2), L.Conv2D(4, 6, 3, rng=rng), L.BatchNorm2D(6), L.ReLU(),
                                       L.Flatten(), L.Dropout(0.4, rng=rng), L.Dense(6, 5, rng=rng),
@@ -108,6 +190,7 @@ def main():
         tval.backward()
         close(f"SoftmaxCrossEntropy(label_smoothing={eps}) value", loss.forward(logits, labels), tval.item())
         close(f"SoftmaxCrossEntropy(label_smoothing={eps}) grad", loss.backward(), tl.grad.numpy())
+    check_losses(rng)
 
     for name, make, tmake in [
         ("SGD momentum nesterov wd", lambda p: optim.SGD(p, 0.1, momentum=0.9, nesterov=True, weight_decay=0.01),

@@ -1,4 +1,6 @@
 """Regularisation layers."""
+import math
+
 import numpy as np
 
 from .base import Layer
@@ -41,3 +43,46 @@ class Dropout(Layer):
         if mask is None:
             return dout.copy(), {}
         return dout * mask, {}
+
+
+class Dropout2D(Layer):
+    """Channel dropout: zero each whole channel of each sample with probability ``p`` and scale
+    the kept ones by ``1/(1-p)`` (PyTorch's ``nn.Dropout2d``), for convolutional features whose
+    neighbouring pixels are correlated. The identity in eval mode.
+
+    Shape:
+        x, out: (N, C, H, W)
+        mask:   (N, C, 1, 1), drawn from ``rng`` per forward in training mode
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        self.p = check_float("Dropout2D", "p", p, low=0.0, high=1.0, high_open=True)
+        self.rng = make_rng(rng)
+
+    def get_config(self):
+        return {"p": self.p}
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Dropout2D: expected per-sample shape (C, H, W), got {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def cost(self, input_shape):
+        n = math.prod(input_shape)
+        return {"forward_flops": n, "backward_flops": n, "cache_bytes": 4 * input_shape[0]}
+
+    def forward(self, x):
+        self._check_input(x, ndim=4)
+        if not self.training or self.p == 0.0:
+            self._save_for_backward(x.shape, None)
+            return x.copy()
+        keep = self.rng.random(x.shape[:2] + (1, 1), dtype=np.float32) >= self.p
+        mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
+        self._save_for_backward(x.shape, mask)
+        return x * mask
+
+    def backward(self, dout):
+        shape, mask = self._saved()
+        self._check_dout(dout, shape)
+        return (dout.copy() if mask is None else dout * mask), {}

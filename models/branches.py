@@ -1,4 +1,9 @@
-"""Containers whose graph branches: the addition and multiplication gates of backprop."""
+"""Containers whose graph branches: the addition and multiplication gates of backprop, and
+concatenation."""
+import numpy as np
+
+from layers.base import Layer
+
 from .container import Container
 from .serialization import build_layer, layer_spec
 
@@ -139,3 +144,87 @@ def _sum_costs(*costs):
             for k in total:
                 total[k] += c[k]
     return total
+
+
+class Concat(Container):
+    """``out = concatenate([branch(x) for branch in branches], axis)``: parallel branches on
+    the same input, joined along ``axis`` (default 1, the channels), as in Inception blocks
+    and U-Net skips (an empty ``Sequential()`` branch passes ``x`` itself).
+
+    The input feeds every branch, so its gradient is the sum of the branches' input
+    gradients; each branch receives its own slice of ``dout`` along ``axis``.
+
+    Shape:
+        x:   (N, *input_shape)
+        out: the branches' outputs, equal on every axis but ``axis``, where their sizes add up
+    """
+
+    def __init__(self, branches, axis=1):
+        super().__init__()
+        branches = list(branches)
+        if not branches:
+            raise ValueError("Concat: needs at least one branch")
+        for i, branch in enumerate(branches):
+            if not isinstance(branch, Layer):
+                raise TypeError(f"Concat: branch {i} is a {type(branch).__name__}, not a Layer")
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise ValueError(f"Concat: axis must be a non-zero integer (axis 0 is the batch), got {axis!r}")
+        self.branches, self.axis = branches, axis
+
+    def named_children(self):
+        return [(str(i), branch) for i, branch in enumerate(self.branches)]
+
+    def get_config(self):
+        return {"branches": [layer_spec(branch) for branch in self.branches], "axis": self.axis}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls([build_layer(spec) for spec in config["branches"]], axis=config.get("axis", 1))
+
+    def _sample_axis(self, ndim):
+        """``axis`` of the batched output -> the axis of a per-sample shape of rank ``ndim``."""
+        axis = self.axis if self.axis > 0 else self.axis + ndim + 1
+        if not 1 <= axis <= ndim:
+            raise ValueError(f"Concat: axis {self.axis} out of range for per-sample rank {ndim}")
+        return axis - 1
+
+    def output_shape(self, input_shape):
+        shapes = [tuple(branch.output_shape(input_shape)) for branch in self.branches]
+        axis = self._sample_axis(len(shapes[0]))
+        for i, shape in enumerate(shapes):
+            if len(shape) != len(shapes[0]) or shape[:axis] + shape[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:]:
+                raise ValueError(f"Concat: branch {i} gives per-sample shape {shape}, which differs from "
+                                 f"branch 0's {shapes[0]} on an axis other than {self.axis}")
+        return shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+
+    def forward(self, x):
+        outs = [branch.forward(x) for branch in self.branches]
+        axis = self._sample_axis(outs[0].ndim - 1) + 1
+        for i, out in enumerate(outs):
+            if out.ndim != outs[0].ndim or out.shape[:axis] + out.shape[axis + 1:] != \
+                    outs[0].shape[:axis] + outs[0].shape[axis + 1:]:
+                raise ValueError(f"Concat: branch {i} output {out.shape} and branch 0 output "
+                                 f"{outs[0].shape} differ on an axis other than {self.axis}")
+        self._save_for_backward(tuple(out.shape for out in outs))
+        return np.concatenate(outs, axis=axis)
+
+    def backward(self, dout):
+        (shapes,) = self._saved()
+        axis = self._sample_axis(len(shapes[0]) - 1) + 1
+        sizes = [shape[axis] for shape in shapes]
+        expected = shapes[0][:axis] + (sum(sizes),) + shapes[0][axis + 1:]
+        self._check_dout(dout, expected)
+        pieces = np.split(dout, np.cumsum(sizes)[:-1], axis=axis)
+        dx, grads = None, {}
+        for i, (branch, piece) in enumerate(zip(self.branches, pieces)):
+            dxi, branch_grads = branch.backward(piece)
+            grads.update(self._prefixed(str(i), branch_grads))
+            if dxi is not None:
+                dx = dxi if dx is None else dx + dxi
+        return dx, grads
+
+    def cost(self, input_shape):
+        total = _sum_costs(*(branch.cost(input_shape) for branch in self.branches))
+        n = _prod(self.output_shape(input_shape))
+        total["forward_flops"] += n  # the copy into the joined array
+        return total

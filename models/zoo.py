@@ -6,7 +6,7 @@ Generator or seed for initialisation and dropout).
 import math
 
 from layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D,
-                    MaxPool2D, ReLU)
+                    GroupNorm, MaxPool2D, ReLU)
 from layers.init import make_rng
 
 from .branches import Residual
@@ -89,30 +89,48 @@ def cifar10_bn(input_shape=(3, 32, 32), num_classes=10, rng=None):
     return Sequential(features + [Dense(256, num_classes, rng=rng)], input_shape=input_shape)
 
 
-def _basic_block(cin, cout, stride, rng):
-    """Two 3x3 conv-BN stages with a skip connection (1x1 conv-BN when the shape changes), then ReLU."""
-    body = Sequential(Conv2D(cin, cout, 3, stride=stride, padding=1, bias=False, rng=rng), BatchNorm2D(cout),
-                      ReLU(), Conv2D(cout, cout, 3, padding=1, bias=False, rng=rng), BatchNorm2D(cout))
+def _basic_block(cin, cout, stride, rng, norm=BatchNorm2D):
+    """Two 3x3 conv-norm stages with a skip connection (1x1 conv-norm when the shape changes),
+    then ReLU; ``norm(channels)`` builds each normalisation layer."""
+    body = Sequential(Conv2D(cin, cout, 3, stride=stride, padding=1, bias=False, rng=rng), norm(cout),
+                      ReLU(), Conv2D(cout, cout, 3, padding=1, bias=False, rng=rng), norm(cout))
     shortcut = None
     if stride != 1 or cin != cout:
-        shortcut = Sequential(Conv2D(cin, cout, 1, stride=stride, bias=False, rng=rng), BatchNorm2D(cout))
+        shortcut = Sequential(Conv2D(cin, cout, 1, stride=stride, bias=False, rng=rng), norm(cout))
     return [Residual(body, shortcut), ReLU()]
+
+
+def _resnet(input_shape, num_classes, rng, norm):
+    rng = make_rng(rng)
+    c = input_shape[0]
+    layers = [Conv2D(c, 32, 3, padding=1, bias=False, rng=rng), norm(32), ReLU()]
+    layers += (_basic_block(32, 32, 1, rng, norm) + _basic_block(32, 64, 2, rng, norm) +
+               _basic_block(64, 128, 2, rng, norm))
+    layers += [GlobalAvgPool2D(), Dense(128, num_classes, rng=rng)]
+    return Sequential(layers, input_shape=input_shape)
 
 
 def resnet_small(input_shape=(3, 32, 32), num_classes=10, rng=None):
     """A small residual network for CIFAR-10: a 3x3 stem of 32 channels and three stages of
     one basic block each (32, 64, 128 channels; stride 2 at the last two), global average
     pooling and a linear classifier."""
-    rng = make_rng(rng)
-    c = input_shape[0]
-    layers = [Conv2D(c, 32, 3, padding=1, bias=False, rng=rng), BatchNorm2D(32), ReLU()]
-    layers += _basic_block(32, 32, 1, rng) + _basic_block(32, 64, 2, rng) + _basic_block(64, 128, 2, rng)
-    layers += [GlobalAvgPool2D(), Dense(128, num_classes, rng=rng)]
-    return Sequential(layers, input_shape=input_shape)
+    return _resnet(input_shape, num_classes, rng, BatchNorm2D)
+
+
+def _group_norm(channels, per_group=8):
+    return GroupNorm(channels // per_group, channels)
+
+
+def resnet_small_gn(input_shape=(3, 32, 32), num_classes=10, rng=None):
+    """``resnet_small`` with GroupNorm (8 channels per group) in place of BatchNorm: its
+    statistics are per sample, so it trains the same with batches of 2 as of 128 and behaves
+    identically in training and evaluation."""
+    return _resnet(input_shape, num_classes, rng, _group_norm)
 
 
 MODELS = {"mnist_cnn": mnist_cnn, "lenet": lenet, "cnn4": cnn4, "cifar10_quick": cifar10_quick,
-          "cifar10_bn": cifar10_bn, "resnet_small": resnet_small}
+          "cifar10_bn": cifar10_bn, "resnet_small": resnet_small,
+          "resnet_small_gn": resnet_small_gn}
 
 
 def build(name, input_shape, num_classes=10, rng=None):

@@ -6,7 +6,7 @@ no row builds.
 """
 import layers as L
 from examples.custom_layers import PReLU, Swish, gated_linear_unit
-from models import Residual, Sequential
+from models import Concat, Residual, Sequential
 
 ROWS = [
     ("dense", lambda r: L.Dense(5, 4, rng=r), (3, 5)),
@@ -55,4 +55,41 @@ ROWS = [
                                                            L.Dense(4, 2, rng=r)), (3, 4)),
     ("example_swish", lambda r: Swish(), (3, 5)),
     ("example_prelu", lambda r: PReLU(3), (2, 3, 2, 2)),
+    ("conv_transpose_s2_p1_op1", lambda r: L.ConvTranspose2D(3, 2, 3, stride=2, padding=1, output_padding=1, rng=r),
+     (2, 3, 3, 4)),
+    ("conv_transpose_k2s2", lambda r: L.ConvTranspose2D(2, 3, 2, stride=2, rng=r), (2, 2, 3, 3)),
+    ("conv_transpose_rect_dil_groups", lambda r: L.ConvTranspose2D(4, 6, (2, 3), stride=(1, 2), padding=(1, 0),
+                                                                   output_padding=(0, 1), dilation=(2, 1), groups=2,
+                                                                   rng=r), (2, 4, 3, 3)),
+    ("conv_transpose_1x1_nobias", lambda r: L.ConvTranspose2D(3, 2, 1, bias=False, rng=r), (2, 3, 3, 2)),
+    ("upsample_nearest2", lambda r: L.Upsample2D(scale_factor=2), (2, 2, 3, 2)),
+    ("upsample_nearest_size", lambda r: L.Upsample2D(size=(5, 3)), (2, 2, 3, 2)),
+    ("upsample_bilinear", lambda r: L.Upsample2D(scale_factor=2, mode="bilinear"), (2, 2, 3, 4)),
+    ("upsample_bilinear_align", lambda r: L.Upsample2D(scale_factor=(2, 1.5), mode="bilinear", align_corners=True),
+     (2, 2, 3, 4)),
+    ("zeropad", lambda r: L.ZeroPad2D((1, 0, 2, 1)), (2, 2, 3, 3)),
+    ("layernorm", lambda r: L.LayerNorm(5), (3, 5)),
+    ("layernorm_2d_trailing", lambda r: L.LayerNorm((3, 4)), (2, 2, 3, 4)),
+    ("layernorm_plain", lambda r: L.LayerNorm(4, elementwise_affine=False), (3, 2, 4)),
+    ("groupnorm", lambda r: L.GroupNorm(2, 4), (2, 4, 3, 2)),
+    ("groupnorm_sequence", lambda r: L.GroupNorm(1, 3), (2, 3, 5)),
+    ("instancenorm", lambda r: L.InstanceNorm2D(3), (2, 3, 3, 3)),
+    ("instancenorm_affine", lambda r: L.InstanceNorm2D(2, affine=True), (2, 2, 3, 2)),
+    ("elu", lambda r: L.ELU(0.7), (4, 6)),
+    ("gelu", lambda r: L.GELU(), (4, 6)),
+    ("gelu_tanh", lambda r: L.GELU(approximate="tanh"), (4, 6)),
+    ("softplus", lambda r: L.Softplus(beta=2.0, threshold=1.0), (4, 6)),
+    ("prelu_shared", lambda r: L.PReLU(), (4, 6)),
+    ("prelu_channels", lambda r: L.PReLU(3, init=0.1), (2, 3, 2, 2)),
+    ("hardswish", lambda r: L.Hardswish(), (4, 6)),
+    ("silu", lambda r: L.SiLU(), (4, 6)),
+    ("log_softmax", lambda r: L.LogSoftmax(), (4, 6)),
+    ("log_softmax_axis1", lambda r: L.LogSoftmax(axis=1), (2, 3, 2, 2)),
+    ("dropout2d", lambda r: L.Dropout2D(0.4, rng=r), (3, 4, 2, 2)),
+    ("concat_channels", lambda r: Concat([L.ConvTranspose2D(2, 3, 3, padding=1, rng=r), Sequential(),
+                                          Sequential(L.GroupNorm(1, 2), L.Tanh())]), (2, 2, 3, 3)),
+    ("concat_nested_last_axis", lambda r: Sequential(L.Dense(3, 4, rng=r),
+                                                     Concat([L.Dense(4, 2, rng=r),
+                                                             Concat([L.Tanh(), L.Dense(4, 1, rng=r)], axis=-1)],
+                                                            axis=-1)), (3, 3)),
 ]
