@@ -107,7 +107,7 @@ class _BatchNorm(Layer):
     def backward(self, dout):
         xhat, inv_std, shape, order, batch_stats = self._saved()
         self._check_dout(dout, shape)
-        if xhat is None:
+        if xhat is None or xhat.shape[1] == 0:  # an empty batch (einsum may not zero an empty float16 sum)
             return np.zeros_like(dout), {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
         drows = self._rows(dout, order)
         n = xhat.shape[1]
