@@ -76,6 +76,27 @@ def tap_slices(kernel, stride, dilation, out_len):
     return [slice(t * dilation, t * dilation + stride * (out_len - 1) + 1, stride) for t in range(kernel)]
 
 
+def tap_ranges(kernel, stride, dilation, pad_before, size, out_len):
+    """For each tap t of a 1-D kernel over an unpadded axis of length ``size``:
+    ``(out_slice, in_slice)``, the output positions whose tap t falls inside the
+    input (not in the padding) and the input elements they read, or None when
+    every output position reads padding at that tap.
+
+    Output position o reads input s*o + d*t - pad_before.
+    """
+    ranges = []
+    for t in range(kernel):
+        shift = dilation * t - pad_before
+        lo = max(0, -(shift // stride))  # first o with s*o + shift >= 0
+        hi = min(out_len, (size - 1 - shift) // stride + 1)
+        if hi <= lo:
+            ranges.append(None)
+            continue
+        first = stride * lo + shift
+        ranges.append((slice(lo, hi), slice(first, first + stride * (hi - lo - 1) + 1, stride)))
+    return ranges
+
+
 def offset_slices(kernel, stride, dilation, out_hw):
     """Yield ``(i, j, (rows, cols))``: for kernel offset (i, j), the slices of the
     padded input that hold the element each output pixel reads at that offset."""

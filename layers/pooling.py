@@ -5,12 +5,13 @@ each offset is a strided view of the padded input with one element per output
 pixel, so a pooling pass is a few vectorised operations per offset, never a loop
 over pixels. Results keep the (C, H, W, N) memory layout of the data.
 """
+import functools
 import math
 
 import numpy as np
 
 from .base import Layer
-from .im2col import as_pair, as_padding, empty_chwn, offset_slices, output_size, pad_nchw, tap_slices
+from .im2col import as_pair, as_padding, empty_chwn, offset_slices, output_size, pad_nchw, tap_ranges
 
 
 class _Pool2D(Layer):
@@ -68,7 +69,8 @@ class MaxPool2D(_Pool2D):
     instead of kh * kw. Each pass also records which tap won (uint8), so
     backward routes each upstream gradient to the arg-max of its window only;
     on ties the first maximal element in row-major window order wins (the first
-    row holding the maximum, then that row's first maximal column).
+    row holding the maximum, then that row's first maximal column). Padding is
+    never materialised: each tap reads only the input it overlaps.
 
     Shape:
         x:   (N, C, H, W)
@@ -76,10 +78,10 @@ class MaxPool2D(_Pool2D):
              (ceiling with ``ceil_mode``), Wo likewise
     """
 
-    def _taps(self, out_hw):
-        """Slices of the padded rows and columns that hold tap i (resp. j) of every window."""
-        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.stride, out_hw
-        return tap_slices(kh, sh, 1, ho), tap_slices(kw, sw, 1, wo)
+    def _plans(self, x_shape, out_hw):
+        """The row pass's and the column pass's :func:`_pass_plan`."""
+        return [_pass_plan(k, s, pad, size, out) for k, s, pad, size, out in
+                zip(self.kernel_size, self.stride, self.pads[::2], x_shape[2:], out_hw)]
 
     def cost(self, input_shape):
         """kw comparisons per row maximum, kh per output, each way; one byte per row
@@ -93,51 +95,103 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         self._check_input(x, (None, None, None))
-        out_hw, pads = self._geometry(*x.shape[2:])
-        rows, cols = self._taps(out_hw)
-        xp = pad_nchw(x, pads, value=-np.inf)
-        row_max, col_tap = _max_and_tap([xp[:, :, :, c] for c in cols])   # (N, C, Hp, Wo)
-        out, row_tap = _max_and_tap([row_max[:, :, r, :] for r in rows])  # (N, C, Ho, Wo)
-        self._save_for_backward(x.shape, pads, col_tap, row_tap)
+        out_hw, _ = self._geometry(*x.shape[2:])
+        rows, cols = self._plans(x.shape, out_hw)
+        row_max, col_tap = _max_and_tap(x, 3, cols, out_hw[1])    # (N, C, H, Wo)
+        out, row_tap = _max_and_tap(row_max, 2, rows, out_hw[0])  # (N, C, Ho, Wo)
+        self._save_for_backward(x.shape, col_tap, row_tap)
         return out
 
     def backward(self, dout):
-        x_shape, pads, col_tap, row_tap = self._saved()
+        x_shape, col_tap, row_tap = self._saved()
         self._check_dout(dout, row_tap.shape)
-        rows, cols = self._taps(row_tap.shape[2:])
-        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.stride, row_tap.shape[2:]
-        n, c, h, w = x_shape
-        top, bottom, left, right = pads
-        hp, wp = h + top + bottom, w + left + right
-        # zero-fill only where some element receives nothing (windows leave gaps)
-        drow = empty_chwn(n, c, hp, wo, dout.dtype, fill=None if sh == kh and ho * kh == hp else 0)
-        _route(dout, row_tap, [drow[:, :, r, :] for r in rows], overlap=sh < kh)
-        dxp = empty_chwn(n, c, hp, wp, dout.dtype, fill=None if sw == kw and wo * kw == wp else 0)
-        _route(drow, col_tap, [dxp[:, :, :, col] for col in cols], overlap=sw < kw)
-        return dxp[:, :, top:top + h, left:left + w], {}
+        rows, cols = self._plans(x_shape, row_tap.shape[2:])
+        drow = _route(dout, row_tap, 2, rows, x_shape[2])  # (N, C, H, Wo)
+        return _route(drow, col_tap, 3, cols, x_shape[3]), {}
 
 
-def _max_and_tap(views):
-    """Element-wise maximum of ``views`` and the index of the first view holding it."""
-    if len(views) == 1:
-        return views[0].copy(order="K"), np.zeros_like(views[0], dtype=np.uint8)
-    # new arrays take the inputs' memory layout (C, H, W, N)
-    tap = (views[1] > views[0]).view(np.uint8)  # strict: on ties the earlier tap stays
-    best = np.maximum(views[0], views[1])
-    for t, v in enumerate(views[2:], start=2):
-        larger = v > best
-        np.maximum(best, v, out=best)
-        tap += larger * (np.uint8(t) - tap)  # tap = t where larger
+def _along(axis, index):
+    """An index that applies ``index`` to ``axis`` of an NCHW array."""
+    return (slice(None),) * axis + (index,)
+
+
+@functools.lru_cache(maxsize=256)
+def _pass_plan(kernel, stride, pad, size, out_len):
+    """How one max-pool pass visits its taps along an axis of length ``size``.
+
+    Returns ``(paired, forward, backward, unread)``. ``paired``: taps 0 and 1 both
+    reach every output, so the first step combines them. ``forward`` and ``backward``
+    list per tap ``(t, out_slice, in_slice, fresh)``, where ``fresh`` holds the
+    output (forward) or input (backward) positions of this tap that no earlier tap
+    reached, or is None when that is all of them. ``unread``: inputs no window reads.
+    Taps that read only padding are left out.
+    """
+    taps = [(t, *reach) for t, reach in enumerate(tap_ranges(kernel, stride, 1, pad, size, out_len))
+            if reach is not None]
+    paired = (len(taps) > 1 and [t for t, _, _ in taps[:2]] == [0, 1]
+              and all(out_at == slice(0, out_len) for _, out_at, _ in taps[:2]))
+
+    def visits(length, side):
+        seen, steps = np.zeros(length, bool), []
+        for t, out_at, in_at in taps:
+            at = (out_at, in_at)[side]
+            positions = np.arange(length)[at]
+            fresh = positions[~seen[at]]
+            steps.append((t, out_at, in_at, None if len(fresh) == len(positions) else fresh))
+            seen[at] = True
+        return steps, np.flatnonzero(~seen)
+
+    return paired, visits(out_len, 0)[0], *visits(size, 1)
+
+
+def _max_and_tap(x, axis, plan, out_len):
+    """Maximum over the taps along ``axis`` and the first tap holding it (uint8),
+    following a :func:`_pass_plan`; positions a tap does not reach compare as -inf.
+    Results have (C, H, W, N) memory."""
+    paired, steps, _, _ = plan
+    shape = list(x.shape)
+    shape[axis] = out_len
+    best = empty_chwn(*shape, x.dtype)
+    tap = empty_chwn(*shape, np.uint8)
+    if paired:
+        first, second = (x[_along(axis, in_at)] for _, _, in_at, _ in steps[:2])
+        np.maximum(first, second, out=best)
+        np.greater(second, first, out=tap.view(bool))  # strict: on ties the earlier tap stays
+        steps = steps[2:]
+    for t, out_at, in_at, fresh in steps:
+        out_at, in_at = _along(axis, out_at), _along(axis, in_at)
+        if fresh is None:  # no earlier tap reached these outputs
+            best[out_at], tap[out_at] = x[in_at], t
+            continue
+        if len(fresh):  # outputs that only padding reached so far
+            best[_along(axis, fresh)], tap[_along(axis, fresh)] = -np.inf, t
+        sub, sub_tap = best[out_at], tap[out_at]
+        larger = np.greater(x[in_at], sub).view(np.uint8)
+        np.maximum(sub, x[in_at], out=sub)
+        # taps come in increasing order, so "t where larger" is a maximum
+        np.maximum(sub_tap, larger * np.uint8(t), out=sub_tap)
     return best, tap
 
 
-def _route(grad, tap, targets, overlap):
-    """Send ``grad`` to ``targets[tap]``: written, or added when windows overlap."""
-    for t, target in enumerate(targets):
-        if overlap:
-            target += grad * (tap == t)
-        else:
-            np.multiply(grad, tap == t, out=target)
+def _route(grad, tap, axis, plan, in_len):
+    """Send each element of ``grad`` to the input its winning tap read along ``axis``
+    (the adjoint of :func:`_max_and_tap`), adding where windows overlap."""
+    _, _, steps, unread = plan
+    shape = list(grad.shape)
+    shape[axis] = in_len
+    dx = empty_chwn(*shape, grad.dtype)
+    for t, out_at, in_at, fresh in steps:
+        out_at, in_at = _along(axis, out_at), _along(axis, in_at)
+        won = tap[out_at] == t
+        if fresh is None:  # no earlier tap wrote these inputs
+            np.multiply(grad[out_at], won, out=dx[in_at])
+            continue
+        if len(fresh):
+            dx[_along(axis, fresh)] = 0
+        dx[in_at] += grad[out_at] * won
+    if len(unread):
+        dx[_along(axis, unread)] = 0
+    return dx
 
 
 class AvgPool2D(_Pool2D):

@@ -35,7 +35,7 @@ def loop_pool(x, k, s, p, ceil_mode, mode):
 
 
 CASES = [(2, 2, 0, False), (3, 2, 0, False), (3, 2, 1, False), (3, 2, 0, True), (3, 2, 1, True),
-         (2, 1, 0, False), (3, 3, 1, True), (2, 2, 1, False)]
+         (2, 1, 0, False), (3, 3, 1, True), (2, 2, 1, False), (2, 3, 0, False), (4, 3, 2, True)]
 
 
 @pytest.mark.parametrize("k,s,p,ceil", CASES)
@@ -59,6 +59,37 @@ def test_output_shape_formula(h, w, k, s, p, ceil):
         ref = loop_pool(x, k, s, p, ceil, mode)
         assert out.shape == ref.shape == (1,) + layer.output_shape((1, h, w))
         np.testing.assert_allclose(out, ref)
+
+
+def loop_maxpool_backward(x, dout, k, s, p):
+    """Reference max-pool gradient: each window's gradient goes to its first maximal
+    element in row-major order (test code only)."""
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            r0, c0 = i * s - p, j * s - p
+            rows = np.arange(max(r0, 0), min(r0 + k, x.shape[2]))
+            cols = np.arange(max(c0, 0), min(c0 + k, x.shape[3]))
+            win = x[:, :, rows[:, None], cols[None, :]].reshape(x.shape[0], x.shape[1], -1)
+            first = win.argmax(axis=2)
+            for n in range(x.shape[0]):
+                for c in range(x.shape[1]):
+                    r, q = divmod(first[n, c], len(cols))
+                    dx[n, c, rows[r], cols[q]] += dout[n, c, i, j]
+    return dx
+
+
+@pytest.mark.parametrize("k,s,p,ceil", CASES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_maxpool_backward_matches_loops(k, s, p, ceil, ties, rng):
+    x = rng.permutation(2 * 3 * 9 * 8).reshape(2, 3, 9, 8).astype(np.float64)
+    if ties:  # few distinct values: most windows hold their maximum more than once
+        x = np.floor(x / 100)
+    layer = MaxPool2D(k, stride=s, padding=p, ceil_mode=ceil)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx, _ = layer.backward(dout)
+    np.testing.assert_allclose(dx, loop_maxpool_backward(x, dout, k, s, p), rtol=1e-12, atol=1e-12)
 
 
 def test_maxpool_routes_gradient_to_argmax_only():
@@ -85,6 +116,14 @@ def test_maxpool_overlapping_windows_accumulate():
     layer.forward(x)
     dx, _ = layer.backward(np.ones((1, 1, 2, 2)))
     assert dx[0, 0, 1, 1] == 4.0 and dx.sum() == 4.0
+
+
+def test_maxpool_window_of_minus_inf_routes_to_an_input():
+    x = np.full((1, 1, 4, 4), -np.inf)
+    layer = MaxPool2D(3, stride=2, padding=1)
+    layer.forward(x)
+    dx, _ = layer.backward(np.ones((1, 1, 2, 2)))
+    assert dx.sum() == 4.0  # no gradient lost to the padding
 
 
 def test_maxpool_all_negative_with_padding():
