@@ -1,9 +1,11 @@
 """Max, average and global-average pooling over NCHW images.
 
-Pooling uses the window geometry and kernel offsets of the shared im2col module:
-each offset is a strided view of the padded input with one element per output
-pixel, so a pooling pass is a few vectorised operations per offset, never a loop
-over pixels. Results keep the (C, H, W, N) memory layout of the data.
+Pooling uses the tap geometry of the shared im2col module (``tap_ranges``): for
+each kernel tap, the output positions whose tap falls inside the input and the
+strided input slice they read, so padding is never materialised. Max and average
+pooling are separable, a pass over window columns and then one over window rows,
+each a few vectorised operations per tap, never a loop over pixels. Results keep
+the (C, H, W, N) memory layout of the data.
 """
 import functools
 import math
@@ -11,7 +13,7 @@ import math
 import numpy as np
 
 from .base import Layer
-from .im2col import as_pair, as_padding, empty_chwn, offset_slices, output_size, pad_nchw, tap_ranges
+from .im2col import as_pair, as_padding, empty_chwn, output_size, tap_ranges
 
 
 class _Pool2D(Layer):
@@ -32,7 +34,7 @@ class _Pool2D(Layer):
                 "padding": self.padding, "ceil_mode": self.ceil_mode}
 
     def _geometry(self, h, w):
-        """Output size and the padding (top, bottom, left, right) that covers every window."""
+        """Output size (Ho, Wo)."""
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         top, bottom, left, right = self.pads
         ho = output_size(h, kh, sh, top, bottom, 1, self.ceil_mode)
@@ -40,16 +42,13 @@ class _Pool2D(Layer):
         if ho <= 0 or wo <= 0:
             raise ValueError(f"{type(self).__name__}: kernel {self.kernel_size} is larger than the "
                              f"padded input {(h + top + bottom, w + left + right)}")
-        # ceil mode: the last window may run past the bottom/right padding
-        bottom = max(bottom, (ho - 1) * sh + kh - h - top)
-        right = max(right, (wo - 1) * sw + kw - w - left)
-        return (ho, wo), (top, bottom, left, right)
+        return ho, wo
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__}: expected per-sample shape (C, H, W), "
                              f"got {tuple(input_shape)}")
-        return (input_shape[0],) + self._geometry(*input_shape[1:])[0]
+        return (input_shape[0],) + self._geometry(*input_shape[1:])
 
     def cost(self, input_shape):
         """Average pooling: kh*kw operations per output element each way, nothing cached."""
@@ -57,8 +56,10 @@ class _Pool2D(Layer):
         k = self.kernel_size[0] * self.kernel_size[1]
         return {"forward_flops": k * n_out, "backward_flops": k * n_out, "cache_bytes": 0}
 
-    def _offsets(self, out_hw):
-        return offset_slices(self.kernel_size, self.stride, (1, 1), out_hw)
+    def _plans(self, x_shape, out_hw):
+        """The row pass's and the column pass's :func:`_pass_plan`."""
+        return [_pass_plan(k, s, pad, size, out) for k, s, pad, size, out in
+                zip(self.kernel_size, self.stride, self.pads[::2], x_shape[2:], out_hw)]
 
 
 class MaxPool2D(_Pool2D):
@@ -78,11 +79,6 @@ class MaxPool2D(_Pool2D):
              (ceiling with ``ceil_mode``), Wo likewise
     """
 
-    def _plans(self, x_shape, out_hw):
-        """The row pass's and the column pass's :func:`_pass_plan`."""
-        return [_pass_plan(k, s, pad, size, out) for k, s, pad, size, out in
-                zip(self.kernel_size, self.stride, self.pads[::2], x_shape[2:], out_hw)]
-
     def cost(self, input_shape):
         """kw comparisons per row maximum, kh per output, each way; one byte per row
         maximum and per output is kept (the winning taps)."""
@@ -95,7 +91,7 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         self._check_input(x, (None, None, None))
-        out_hw, _ = self._geometry(*x.shape[2:])
+        out_hw = self._geometry(*x.shape[2:])
         rows, cols = self._plans(x.shape, out_hw)
         row_max, col_tap = _max_and_tap(x, 3, cols, out_hw[1])    # (N, C, H, Wo)
         out, row_tap = _max_and_tap(row_max, 2, rows, out_hw[0])  # (N, C, Ho, Wo)
@@ -199,45 +195,72 @@ class AvgPool2D(_Pool2D):
     PyTorch's default (``count_include_pad=True``); windows that ``ceil_mode``
     lets run past the padding count only their in-bounds part.
 
+    Forward adds one strided view per kernel offset; backward spreads the
+    gradient separably (over rows, then columns: kh + kw passes), and the divisor
+    is the product of the window's extents along each axis.
+
     Shape:
         x:   (N, C, H, W)
         out: (N, C, Ho, Wo), Ho = floor((H + 2 * pad_h - kh) / stride_h) + 1
              (ceiling with ``ceil_mode``), Wo likewise
     """
 
-    def _divisor(self, x_shape, pads, out_hw, dtype):
-        """Per-pixel window size (1, 1, Ho, Wo): kh*kw except for ceil-mode edge windows."""
-        h, w = x_shape[2:]
-        top, bottom, left, right = self.pads
-        inside = np.zeros((1, 1, h + pads[0] + pads[1], w + pads[2] + pads[3]), dtype)
-        inside[:, :, :top + h + bottom, :left + w + right] = 1
-        count = sum(inside[:, :, r, c] for _, _, (r, c) in self._offsets(out_hw))
-        return count
+    def _divisor(self, x_shape, out_hw, dtype):
+        """Per-pixel window size (1, 1, Ho, Wo): kh*kw except for ceil-mode edge windows,
+        which count only the part inside the input and its padding."""
+        extents = []
+        for k, s, pad, size, out in zip(self.kernel_size, self.stride, self.pads[::2], x_shape[2:], out_hw):
+            start = s * np.arange(out) - pad
+            extents.append(np.minimum(start + k, size + pad) - start)
+        return np.multiply.outer(*extents).astype(dtype)[None, None]
 
     def forward(self, x):
         self._check_input(x, (None, None, None))
-        out_hw, pads = self._geometry(*x.shape[2:])
-        xp = pad_nchw(x, pads)
-        windows = (xp[:, :, rows, cols] for _, _, (rows, cols) in self._offsets(out_hw))
-        out = next(windows).copy(order="K")  # order K keeps the (C, H, W, N) memory layout
-        for window in windows:
-            out += window
-        divisor = self._divisor(x.shape, pads, out_hw, x.dtype)
+        out_hw = self._geometry(*x.shape[2:])
+        rows, cols = self._plans(x.shape, out_hw)
+        out = empty_chwn(x.shape[0], x.shape[1], *out_hw, x.dtype)
+        # one strided addition per kernel offset, over the outputs whose offset lies in the input
+        offsets = [(slice(None), slice(None), r_out, c_out) + (slice(None), slice(None), r_in, c_in)
+                   for _, r_out, r_in, _ in rows[1] for _, c_out, c_in, _ in cols[1]]
+        whole = (slice(None), slice(None), slice(0, out_hw[0]), slice(0, out_hw[1]))
+        if offsets[0][:4] == whole:
+            out[...] = x[offsets.pop(0)[4:]]
+        else:
+            out.fill(0)
+        for offset in offsets:
+            out[offset[:4]] += x[offset[4:]]
+        divisor = self._divisor(x.shape, out_hw, x.dtype)
         out /= divisor
-        self._save_for_backward(x.shape, pads, divisor)
+        self._save_for_backward(x.shape, divisor)
         return out
 
     def backward(self, dout):
-        x_shape, pads, divisor = self._saved()
+        x_shape, divisor = self._saved()
         self._check_dout(dout, x_shape[:2] + divisor.shape[2:])
-        share = dout / divisor
-        n, c, h, w = x_shape
-        top, bottom, left, right = pads
-        dxp = empty_chwn(n, c, h + top + bottom, w + left + right, dout.dtype, fill=0)
+        rows, cols = self._plans(x_shape, divisor.shape[2:])
         # every element of a window receives an equal share of the window's gradient
-        for _, _, (rows, cols) in self._offsets(dout.shape[2:]):
-            dxp[:, :, rows, cols] += share
-        return dxp[:, :, top:top + h, left:left + w], {}
+        share = dout / divisor
+        return _spread(_spread(share, 2, rows, x_shape[2]), 3, cols, x_shape[3]), {}
+
+
+def _spread(grad, axis, plan, in_len):
+    """Each input receives the sum of the gradients of the outputs whose taps read it
+    along ``axis`` (the adjoint of a sum over those taps)."""
+    _, _, steps, unread = plan
+    shape = list(grad.shape)
+    shape[axis] = in_len
+    dx = empty_chwn(*shape, grad.dtype)
+    for _, out_at, in_at, fresh in steps:
+        out_at, in_at = _along(axis, out_at), _along(axis, in_at)
+        if fresh is None:
+            dx[in_at] = grad[out_at]
+            continue
+        if len(fresh):
+            dx[_along(axis, fresh)] = 0
+        dx[in_at] += grad[out_at]
+    if len(unread):
+        dx[_along(axis, unread)] = 0
+    return dx
 
 
 class GlobalAvgPool2D(Layer):
