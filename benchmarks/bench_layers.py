@@ -1,4 +1,4 @@
-"""Per-layer benchmark: Conv2D and MaxPool2D at the shapes of LeNet, cifar10_quick and a VGG-style net.
+"""Per-layer benchmark: Conv2D and pooling at the shapes of LeNet, cifar10_quick and a VGG-style net.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py
 
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from layers import Conv2D, MaxPool2D  # noqa: E402
+from layers import AvgPool2D, Conv2D, MaxPool2D  # noqa: E402
 from timing import median_ms  # noqa: E402
 
 CASES = [  # name, batch, (C, H, W), layer factory
@@ -28,6 +28,8 @@ CASES = [  # name, batch, (C, H, W), layer factory
     ("conv 32->32 5x5 p2 (N100 16x16)", 100, (32, 16, 16), lambda r: Conv2D(32, 32, 5, padding=2, rng=r)),
     ("conv 64->64 3x3 p1 (N128 14x14)", 128, (64, 14, 14), lambda r: Conv2D(64, 64, 3, padding=1, rng=r)),
     ("maxpool 2x2/2 (N64 C20 24x24)", 64, (20, 24, 24), lambda r: MaxPool2D(2)),
+    ("maxpool 3x3/2 ceil (N100 C32 32x32)", 100, (32, 32, 32), lambda r: MaxPool2D(3, 2, ceil_mode=True)),
+    ("avgpool 3x3/2 ceil (N100 C32 16x16)", 100, (32, 16, 16), lambda r: AvgPool2D(3, 2, ceil_mode=True)),
 ]
 
 
@@ -79,7 +81,7 @@ def main():
     except ImportError:
         have_torch = False
     print(f"cores: {os.cpu_count()}  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    head = (f"{'layer':<34}{'fwd ms':>8}{'f+b ms':>8}{'img/s':>8}{'GFLOP/s':>9}{'matmul':>8}"
+    head = (f"{'layer':<38}{'fwd ms':>8}{'f+b ms':>8}{'img/s':>8}{'GFLOP/s':>9}{'matmul':>8}"
             f"{'share':>7}{'vs alone':>9}")
     if have_torch:
         head += f"{'torch fwd':>10}{'torch f+b':>10}{'ratio':>7}"
@@ -98,7 +100,7 @@ def main():
             layer.forward(x)
             layer.backward(dout)
         both = median_ms(step, repeat=args.repeat)
-        line = f"{name:<34}{fwd:>8.2f}{both:>8.2f}{batch / both * 1000:>8.0f}"
+        line = f"{name:<38}{fwd:>8.2f}{both:>8.2f}{batch / both * 1000:>8.0f}"
         if isinstance(layer, Conv2D):
             flops = 3 * conv_flops(layer, batch, out.shape[2:])
             inside, alone = product_times(layer, x, dout, args.repeat)

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from scipy import signal
 
 from layers import Conv2D, no_grad
-from layers.im2col import col2im, im2col, output_size, pad_nchw
+from layers.im2col import col2im, im2col, output_size, pad_nchw, tap_ranges
 
 
 def dilate(kernel, d):
@@ -122,6 +122,17 @@ def test_im2col_col2im_adjoint(n, c, h, w, kh, kw, s, d, p, seed):
     y = rng.standard_normal(cols.shape)
     back = col2im(y, xp.shape[2:], (kh, kw), (s, s), (d, d))
     np.testing.assert_allclose(np.vdot(cols, y), np.vdot(xp, back), rtol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 12), k=st.integers(1, 5), s=st.integers(1, 3), d=st.integers(1, 2),
+       pad=st.integers(0, 3), extra=st.integers(0, 2))
+def test_tap_ranges_list_exactly_the_reads_inside_the_input(size, k, s, d, pad, extra):
+    out_len = max(output_size(size, k, s, pad, pad, d), 0) + extra  # extra: ceil-mode overhang
+    for t, reach in enumerate(tap_ranges(k, s, d, pad, size, out_len)):
+        expected = [(o, s * o + d * t - pad) for o in range(out_len) if 0 <= s * o + d * t - pad < size]
+        got = [] if reach is None else list(zip(range(out_len)[reach[0]], range(size)[reach[1]]))
+        assert got == expected
 
 
 @settings(max_examples=40, deadline=None)
