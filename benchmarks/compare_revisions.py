@@ -27,7 +27,8 @@ def export(revision, directory):
     archive = os.path.join(directory, "tree.tar")
     subprocess.run(["git", "-C", ROOT, "archive", "-o", archive, revision], check=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(directory, filter="data")
+        # the "data" filter (Python >= 3.10.12) refuses links and paths out of the directory
+        tar.extractall(directory, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     os.remove(archive)
 
 

@@ -113,7 +113,7 @@ def _along(axis, index):
 
 @functools.lru_cache(maxsize=256)
 def _pass_plan(kernel, stride, pad, size, out_len):
-    """How one max-pool pass visits its taps along an axis of length ``size``.
+    """How one pooling pass visits its taps along an axis of length ``size``.
 
     Returns ``(paired, forward, backward, unread)``. ``paired``: taps 0 and 1 both
     reach every output, so the first step combines them. ``forward`` and ``backward``
