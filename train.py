@@ -1,5 +1,11 @@
 """Train an npnet model from the command line: ``python train.py`` trains the default
-MNIST network and ends by printing its test accuracy."""
+MNIST network and ends by printing its test accuracy.
+
+``mpiexec -n K python train.py ...`` trains data-parallel on K processes."""
+from distributed.threads import limit_blas_threads
+
+limit_blas_threads()  # under an MPI launcher: each rank's share of the cores, before numpy loads
+
 import argparse
 import logging
 import math

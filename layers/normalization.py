@@ -17,6 +17,10 @@ from .validation import check_float, check_size
 
 class _BatchNorm(Layer):
     _spatial_dims = (0,)  # how many axes may follow the channel axis
+    # None: statistics of this process's batch. Data-parallel training may set an object
+    # whose statistics(rows) -> (mean, var, count) and gradient_sums(dbias, dweight, n)
+    # -> (sum_dout, sum_dout_xhat) cover the global batch (distributed.sync_batchnorm)
+    sync = None
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -84,15 +88,19 @@ class _BatchNorm(Layer):
             self._save_for_backward(xhat, inv_std, x.shape, order, False)
             return self._unrows(out, x.shape, order)
         n = rows.shape[1]
-        if n == 0:  # an empty batch: an empty result, the running statistics untouched (as PyTorch)
+        if self.sync is not None:  # every rank takes part, one with an empty batch too
+            mean, var, n = self.sync.statistics(rows)
+            xhat = rows - mean[:, None]
+        elif n == 0:  # an empty batch: an empty result, the running statistics untouched (as PyTorch)
             self._save_for_backward(None, None, x.shape, order, False)
             return np.empty_like(x)
-        if n < 2:
+        elif n < 2:
             raise ValueError(f"{type(self).__name__}: training needs more than one value per "
                              f"channel, got input of shape {x.shape}")
-        mean = rows.mean(axis=1)
-        xhat = rows - mean[:, None]
-        var = np.einsum("ij,ij->i", xhat, xhat) / dt(n)
+        else:
+            mean = rows.mean(axis=1)
+            xhat = rows - mean[:, None]
+            var = np.einsum("ij,ij->i", xhat, xhat) / dt(n)
         inv_std = 1 / np.sqrt(var + dt(self.eps))
         xhat *= inv_std[:, None]
         out = xhat * weight
@@ -117,10 +125,12 @@ class _BatchNorm(Layer):
             dx = drows * (self.params["weight"].astype(xhat.dtype) * inv_std)[:, None]
             return self._unrows(dx, shape, order), {"weight": dweight, "bias": dbias}
         # dx = gamma * inv_std / n * (n * dout - sum(dout) - xhat * sum(dout * xhat))
+        sum_dout, sum_dout_xhat = (dbias, dweight) if self.sync is None else \
+            self.sync.gradient_sums(dbias, dweight, n)
         scale = self.params["weight"].astype(xhat.dtype) * inv_std
         dx = drows * scale[:, None]
-        dx -= xhat * (scale * dweight / n)[:, None]
-        dx -= (scale * dbias / n)[:, None]
+        dx -= xhat * (scale * sum_dout_xhat / max(n, 1))[:, None]
+        dx -= (scale * sum_dout / max(n, 1))[:, None]
         return self._unrows(dx, shape, order), {"weight": dweight, "bias": dbias}
 
 

@@ -1,0 +1,46 @@
+"""Access to MPI through mpi4py, loaded only when distributed training is asked for."""
+import os
+import sys
+
+INSTALL_HINT = 'pip install "npnet[mpi]"'
+
+
+def require_mpi():
+    """The ``mpi4py.MPI`` module; ImportError naming the extra to install when it is absent."""
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise ImportError(f"distributed training needs mpi4py and an MPI library: {INSTALL_HINT} "
+                          f"(installs mpi4py and the mpich wheel); {err}") from None
+    return MPI
+
+
+def launched_by_mpi(environ=None):
+    """True when this process was started by an MPI launcher (mpiexec, srun, ...)."""
+    environ = os.environ if environ is None else environ
+    return any(name in environ for name in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
+                                              "PMI_FD", "PMI_PORT"))
+
+
+def world():
+    """``MPI.COMM_WORLD``."""
+    return require_mpi().COMM_WORLD
+
+
+def abort_on_uncaught_exception(comm):
+    """Make an exception that escapes on any one rank abort the whole job.
+
+    Without it the other ranks wait forever in their next collective for the rank
+    that died. The traceback is printed first, prefixed by the rank; then
+    ``comm.Abort`` has the launcher stop every rank.
+    """
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        sys.stderr.write(f"[rank {comm.Get_rank()}/{comm.Get_size()}] uncaught exception; aborting the job\n")
+        previous(kind, value, tb)
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    sys.excepthook = hook
+    return previous

@@ -1,0 +1,104 @@
+"""Every gradient of a model in one flat buffer, averaged over the ranks by one Allreduce."""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# control values carried at the end of the buffer, summed with the gradients
+_COUNT, _NONFINITE, _STOP = -3, -2, -1
+_CONTROL = 3
+
+
+@dataclass
+class Reduced:
+    """The result of one :meth:`GradientBuffer.allreduce` (the same on every rank).
+
+    ``grads``: averaged gradients, views into the buffer (valid until the next call),
+    a dict or a list as given; ``count``: the global batch size; ``nonfinite``: how many
+    ranks had a non-finite loss or gradient; ``stop``: how many ranks asked to stop.
+    """
+    grads: object
+    count: int
+    nonfinite: int
+    stop: int
+
+    @property
+    def finite(self):
+        return self.nonfinite == 0
+
+
+class GradientBuffer:
+    """A preallocated flat buffer for the gradients of a fixed list of parameters.
+
+    ``allreduce(grads, local_count)`` writes ``local_count * grad`` for every
+    gradient into the buffer, appends three control values (the local count, a
+    non-finite flag and a stop flag), sums the whole buffer over the ranks with one
+    ``Allreduce`` and divides by the summed count: the gradient of the mean loss
+    over the global batch, exact when the ranks hold different numbers of samples.
+
+    Shape:
+        buffer: (sum of parameter sizes + 3,), the parameters' dtype
+    """
+
+    def __init__(self, comm, params):
+        if isinstance(params, dict):
+            self.names, arrays = list(params), list(params.values())
+        else:
+            arrays = list(params)
+            self.names = None
+        if not arrays:
+            raise ValueError("GradientBuffer: got no parameters")
+        self.comm = comm
+        self.dtype = np.result_type(*arrays)
+        self.shapes = [a.shape for a in arrays]
+        sizes = [a.size for a in arrays]
+        self.size = sum(sizes)
+        self.buffer = np.zeros(self.size + _CONTROL, self.dtype)
+        bounds = np.cumsum([0] + sizes)
+        self.views = [self.buffer[lo:hi].reshape(shape)
+                      for lo, hi, shape in zip(bounds[:-1], bounds[1:], self.shapes)]
+
+    def _ordered(self, grads):
+        if self.names is None:
+            grads = list(grads)
+            if len(grads) != len(self.views):
+                raise ValueError(f"GradientBuffer: got {len(grads)} gradients for {len(self.views)} parameters")
+            return grads
+        if set(grads) != set(self.names):
+            raise ValueError(f"GradientBuffer: gradients do not match the parameters (missing "
+                             f"{sorted(set(self.names) - set(grads))}, unexpected {sorted(set(grads) - set(self.names))})")
+        return [grads[name] for name in self.names]
+
+    def allreduce(self, grads, local_count, stop=False):
+        """Average ``grads`` (a dict like the parameters, a list in their order, or None
+        when this rank's loss was not finite) over the ranks, weighted by ``local_count``.
+
+        Every rank must call it once per step, also with ``local_count == 0``.
+        """
+        mpi = _mpi()
+        buf = self.buffer
+        nonfinite = grads is None
+        if nonfinite or local_count == 0:
+            buf[:self.size] = 0
+        else:
+            weight = self.dtype.type(local_count)
+            for view, g in zip(self.views, self._ordered(grads)):
+                if g.shape != view.shape:
+                    raise ValueError(f"GradientBuffer: gradient of shape {g.shape}, parameter has {view.shape}")
+                np.multiply(g, weight, out=view)
+        buf[_COUNT], buf[_NONFINITE], buf[_STOP] = local_count, nonfinite, bool(stop)
+        self.comm.Allreduce(mpi.IN_PLACE, buf, op=mpi.SUM)
+        count, flagged, stops = int(round(buf[_COUNT])), int(round(buf[_NONFINITE])), int(round(buf[_STOP]))
+        if flagged == 0:
+            # a NaN or inf anywhere makes the sum non-finite; float64 cannot overflow here
+            if not math.isfinite(float(np.sum(buf[:self.size], dtype=np.float64))):
+                flagged = 1
+        if count > 0:
+            buf[:self.size] /= self.dtype.type(count)
+        out = self.views if self.names is None else dict(zip(self.names, self.views))
+        return Reduced(out, count, flagged, stops)
+
+
+def _mpi():
+    from .comm import require_mpi
+    return require_mpi()

@@ -1,0 +1,108 @@
+"""Synchronous data parallelism over MPI ranks for the Trainer."""
+import numpy as np
+
+from .comm import require_mpi
+from .flat import GradientBuffer
+
+
+class RanksDiverged(RuntimeError):
+    """The ranks' parameters are no longer identical."""
+
+
+class MPIStrategy:
+    """Each rank trains on its slice of every global batch; gradients are averaged.
+
+    The Trainer calls, on every rank in the same order: :meth:`broadcast_model` when
+    fitting starts (rank 0's parameters and buffers go to every rank),
+    :meth:`shard` to cut this rank's part out of each global batch of indices,
+    :meth:`reduce_gradients` once per step (one Allreduce of a flat buffer, see
+    :class:`~distributed.flat.GradientBuffer`), :meth:`allreduce_sum` for metrics
+    and :meth:`check_in_sync` at the end of each epoch. Only the root rank writes
+    logs, checkpoints and figures.
+
+    ``comm`` defaults to ``MPI.COMM_WORLD``.
+    """
+
+    def __init__(self, comm=None):
+        mpi = require_mpi()
+        self.comm = mpi.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.is_root = self.rank == 0
+        self._buffer = None
+        self.last = None  # the last step's Reduced result (global count, flags)
+
+    def shard(self, indices):
+        """This rank's contiguous part of ``indices``; the parts differ in size by at most one."""
+        n = len(indices)
+        base, extra = divmod(n, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return indices[start:start + base + (self.rank < extra)]
+
+    def reduce_gradients(self, grads, local_count, stop=False):
+        """Gradients of the global batch's mean loss, the same on every rank.
+
+        ``grads`` holds the gradients of this rank's mean loss over its
+        ``local_count`` samples (None when its loss was not finite). The result
+        contains non-finite values on every rank when any rank's did, so that every
+        rank stops the same way; ``self.last`` tells how many ranks were affected.
+        """
+        if self._buffer is None:
+            if grads is None:
+                raise ValueError("MPIStrategy: the first step needs gradients to size its buffer")
+            self._buffer = GradientBuffer(self.comm, {k: np.asarray(v) for k, v in grads.items()})
+        self.last = self._buffer.allreduce(grads, local_count, stop)
+        if not self.last.finite:
+            self._buffer.buffer[:self._buffer.size] = np.nan
+        return self.last.grads
+
+    def allreduce_sum(self, array):
+        """Element-wise float64 sum of ``array`` over the ranks."""
+        mpi = require_mpi()
+        out = np.array(array, dtype=np.float64)
+        self.comm.Allreduce(mpi.IN_PLACE, out, op=mpi.SUM)
+        return out
+
+    def any(self, flag):
+        """True on every rank when ``flag`` is true on any rank."""
+        return bool(self.allreduce_sum([bool(flag)])[0] > 0)
+
+    def broadcast_model(self, model):
+        """Copy rank 0's parameters and buffers into every rank's model, in place."""
+        for name, array in sorted({**model.params, **model.buffers}.items()):
+            if not array.flags.c_contiguous:
+                raise ValueError(f"MPIStrategy.broadcast_model: {name!r} is not a contiguous array")
+            self.comm.Bcast(array, root=0)
+
+    def broadcast_arrays(self, arrays):
+        """Broadcast rank 0's values of a list of contiguous arrays in place."""
+        for array in arrays:
+            self.comm.Bcast(array, root=0)
+
+    def broadcast_object(self, value):
+        """Rank 0's ``value`` (JSON-able data: generator states, progress) on every rank."""
+        import json
+        text = self.comm.bcast(json.dumps(value) if self.is_root else None, root=0)
+        return json.loads(text)
+
+    def check_in_sync(self, model):
+        """Raise :class:`RanksDiverged` on every rank when the parameters differ.
+
+        A float64 checksum per parameter (its sum and the sum of its squares) is
+        gathered from every rank and compared with rank 0's; identical arrays give
+        identical sums because every rank adds in the same order.
+        """
+        names = sorted(model.params)
+        sums = np.array([[np.sum(p, dtype=np.float64), np.vdot(p, p)]
+                         for p in (model.params[n] for n in names)], dtype=np.float64)
+        everyone = np.empty((self.size,) + sums.shape, np.float64)
+        self.comm.Allgather(sums, everyone)
+        bad = [(rank, names[i]) for rank in range(1, self.size)
+               for i in np.flatnonzero((everyone[rank] != everyone[0]).any(axis=1))]
+        if bad:
+            ranks = sorted({r for r, _ in bad})
+            raise RanksDiverged(f"parameters differ between ranks: rank(s) {ranks} disagree with rank 0 "
+                                f"on {sorted({n for _, n in bad})[:5]}")
+
+    def abort(self, code=1):
+        """Stop every rank of the job now (the launcher kills them)."""
+        self.comm.Abort(code)

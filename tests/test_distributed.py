@@ -1,0 +1,157 @@
+"""Data parallelism over MPI: the flat-buffer allreduce, K ranks against one process,
+train.py under mpiexec (checkpoints across rank counts, faults) and two network
+namespaces standing in for two hosts. Each test starts ``mpiexec`` in a subprocess
+with a timeout; skipped when mpi4py is absent (a failure under CI)."""
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from conftest import require
+from distributed.threads import launcher_local_size, limit_blas_threads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
+
+
+def mpiexec():
+    require("mpi4py")
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    path = here if os.path.exists(here) else shutil.which("mpiexec")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("mpiexec not found; the mpich wheel (npnet[mpi]) provides it")
+        pytest.skip("mpiexec not found")
+    return path
+
+
+def run(cmd, timeout=120, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout, **kwargs)
+
+
+def run_ranks(n, *args, timeout=120):
+    out = run([mpiexec(), "-n", str(n), sys.executable, *args], timeout=timeout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def worker_reference(tmp_path, *extra):
+    path = tmp_path / "one.npz"
+    out = run([sys.executable, WORKER, "train_steps", str(path), "--single", *extra])
+    assert out.returncode == 0, out.stderr
+    return dict(np.load(path))
+
+
+def assert_same_weights(a, b, atol=2e-6):
+    assert sorted(a) == sorted(b)
+    for key in a:  # float32 sums taken in another order: agreement to rounding
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=atol, err_msg=key)
+
+
+# -- no MPI needed ---------------------------------------------------------------------
+
+def test_blas_threads_are_the_rank_share_of_the_cores():
+    env = {"MPI_LOCALNRANKS": "2", "OPENBLAS_NUM_THREADS": "7"}
+    cores = len(os.sched_getaffinity(0))
+    assert limit_blas_threads(env) == max(1, cores // 2)
+    assert env["OMP_NUM_THREADS"] == str(max(1, cores // 2)) and env["OPENBLAS_NUM_THREADS"] == "7"
+    assert launcher_local_size({"OMPI_COMM_WORLD_LOCAL_SIZE": "4"}) == 4
+    plain = {}
+    assert limit_blas_threads(plain) is None and plain == {}
+
+
+def test_without_mpi4py_the_message_names_the_extra(monkeypatch):
+    from distributed import MPIStrategy
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r'pip install "npnet\[mpi\]"'):
+        MPIStrategy()
+
+
+def test_blas_threads_are_set_before_numpy_loads():
+    out = run_ranks(2, "-c", "import train, os, numpy; print(os.environ['OMP_NUM_THREADS'])")
+    cores = len(os.sched_getaffinity(0))
+    assert out.stdout.split() == [str(max(1, cores // 2))] * 2
+
+
+# -- the flat buffer and the user-loop wrapper ---------------------------------------------
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_flat_buffer_allreduce_equals_plain_sum(tmp_path, ranks):
+    run_ranks(ranks, WORKER, "allreduce", str(tmp_path / "ok"))
+    assert (tmp_path / "ok").read_text() == "ok"
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_k_ranks_with_sync_batchnorm_equal_one_process(tmp_path, ranks):
+    # global batches of 11 (uneven shards), SGD with momentum and weight decay, BatchNorm 1D/2D
+    reference = worker_reference(tmp_path)
+    run_ranks(ranks, WORKER, "train_steps", str(tmp_path / "k.npz"))
+    assert_same_weights(reference, dict(np.load(tmp_path / "k.npz")))
+
+
+# -- two hosts: two network namespaces joined by a veth pair ---------------------------------
+
+@contextmanager
+def two_namespaces():
+    """Two network namespaces joined by a veth pair; yields [(name, device, address)] * 2.
+    Removed whatever happens; skips with the reason when they cannot be made."""
+    if shutil.which("ip") is None:
+        pytest.skip("two-host test: the ip command (iproute2) is not installed")
+    tag = uuid.uuid4().hex[:8]
+    subnet = f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}"
+    hosts = [(f"npnet-{tag}-{i}", f"np{tag}{i}", f"{subnet}.{i + 1}") for i in range(2)]
+    made = []
+    try:
+        for name, _, _ in hosts:
+            out = run(["ip", "netns", "add", name], timeout=10)
+            if out.returncode:
+                pytest.skip(f"two-host test: cannot create network namespaces ({out.stderr.strip()}); needs root")
+            made.append(name)
+        (a, dev_a, ip_a), (b, dev_b, ip_b) = hosts
+        steps = [["ip", "link", "add", dev_a, "type", "veth", "peer", "name", dev_b],
+                 ["ip", "link", "set", dev_a, "netns", a], ["ip", "link", "set", dev_b, "netns", b]]
+        for name, dev, ip in hosts:
+            steps += [["ip", "-n", name, "addr", "add", f"{ip}/24", "dev", dev],
+                      ["ip", "-n", name, "link", "set", dev, "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
+        for step in steps:
+            out = run(step, timeout=10)
+            assert out.returncode == 0, f"{' '.join(step)}: {out.stderr}"
+        yield hosts
+    finally:
+        for name in made:
+            run(["ip", "netns", "del", name], timeout=10)
+
+
+def veth_bytes(name, dev):
+    out = run(["ip", "netns", "exec", name, "cat", f"/sys/class/net/{dev}/statistics/rx_bytes"], timeout=10)
+    return int(out.stdout)
+
+
+def test_two_hosts_over_tcp_equal_one_process(tmp_path):
+    launcher = mpiexec()
+    reference = worker_reference(tmp_path, "--steps", "3")
+    with two_namespaces() as hosts:
+        (a, dev_a, ip_a), (b, dev_b, ip_b) = hosts
+        # hydra starts the remote proxy through this "ssh": it enters the host's namespace
+        ssh = tmp_path / "ssh"
+        ssh.write_text("#!/bin/sh\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\n"
+                       f"case $1 in {ip_a}) ns={a} ;; {ip_b}) ns={b} ;; *) echo \"unknown host $1\" >&2; exit 1 ;; esac\n"
+                       "shift\nexec ip netns exec $ns sh -c \"$*\"\n")
+        ssh.chmod(0o755)
+        before = veth_bytes(b, dev_b)
+        # UCX would find the other "host"'s shared memory (same kernel): TCP only, as between machines
+        env = {**os.environ, "UCX_TLS": "tcp,self"}
+        cmd = ["ip", "netns", "exec", a, launcher, "-launcher", "ssh", "-launcher-exec", str(ssh),
+               "-iface", dev_a, "-hosts", f"{ip_a},{ip_b}", "-n", "2",
+               sys.executable, WORKER, "train_steps", str(tmp_path / "two.npz"), "--steps", "3"]
+        out = run(cmd, timeout=120, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        received = veth_bytes(b, dev_b) - before
+    assert_same_weights(reference, dict(np.load(tmp_path / "two.npz")))
+    grad_bytes = sum(v.nbytes for k, v in reference.items() if "running" not in k)
+    assert received > 3 * grad_bytes  # three steps' gradients came over the veth pair
