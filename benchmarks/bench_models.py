@@ -7,6 +7,11 @@ cross-entropy, backward, SGD-momentum update) after warm-up, images/s, the
 process's peak resident memory, and eval-mode forward throughput. Each framework
 runs in its own subprocess so that peak memory is its own. PyTorch columns appear
 when torch is installed (``pip install torch==2.13.0``).
+
+The distributed columns (with mpi4py, ``pip install -e ".[mpi]"``) time the same
+global batch stepped data-parallel by ``--ranks`` single-threaded MPI processes
+(``mpiexec -n K``, each its slice of the batch, one gradient Allreduce per step),
+against the one process above that uses every core through its BLAS threads.
 """
 import argparse
 import json
@@ -18,6 +23,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from distributed.threads import limit_blas_threads  # noqa: E402
+
+limit_blas_threads()  # an MPI worker: its share of the cores, before numpy loads
+
 from timing import median_ms  # noqa: E402
 
 NETWORKS = {  # name: (builder, batch, input shape)
@@ -45,15 +54,25 @@ def worker(framework, net, warmup, repeat, default_malloc):
     x = rng.standard_normal((batch,) + shape).astype(np.float32)
     y = rng.integers(0, 10, batch)
     model = zoo.build(builder, shape, rng=0)
-    if framework == "npnet":
+    if framework in ("npnet", "npnet-mpi"):
         loss = SoftmaxCrossEntropy()
         opt = SGD(model.params, lr=0.01, momentum=0.9)
         model.input_grad = False  # the data needs no gradient (PyTorch skips it too)
+        local_x, local_y = x, y
+        if framework == "npnet-mpi":
+            from distributed import DistributedOptimizer, MPIStrategy
+            strategy = MPIStrategy()
+            mine = strategy.shard(np.arange(batch))
+            local_x, local_y = x[mine], y[mine]
+            opt = DistributedOptimizer(opt, strategy.comm)
 
         def step():
-            loss.forward(model.forward(x), y)
+            loss.forward(model.forward(local_x), local_y)
             _, grads = model.backward(loss.backward())
-            opt.step(grads)
+            if framework == "npnet-mpi":
+                opt.step(grads, local_count=len(local_y))
+            else:
+                opt.step(grads)
 
         def infer():
             model.predict(x, batch_size=batch)
@@ -78,13 +97,18 @@ def worker(framework, net, warmup, repeat, default_malloc):
             tmodel.train()
 
     train_ms = median_ms(step, warmup, repeat)
+    if framework == "npnet-mpi":  # the step is synchronous; rank 0's median is the job's
+        return {"train_ms": train_ms, "batch": batch, "rank": strategy.rank, "threads": os.environ["OMP_NUM_THREADS"]}
     infer_ms = median_ms(infer, warmup, repeat)
     return {"train_ms": train_ms, "infer_ms": infer_ms, "batch": batch, "peak_mb": peak_rss_mb()}
 
 
-def run_worker(framework, net, warmup, repeat, default_malloc):
+def run_worker(framework, net, warmup, repeat, default_malloc, ranks=1):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--net", net,
            "--warmup", str(warmup), "--repeat", str(repeat)] + (["--default-malloc"] if default_malloc else [])
+    if framework == "npnet-mpi":
+        here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        cmd = [here if os.path.exists(here) else "mpiexec", "-n", str(ranks)] + cmd
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,22 +122,35 @@ def main():
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc as it is (train.py keeps freed memory mapped; "
                              "by default both frameworks run with that setting here)")
-    parser.add_argument("--worker", choices=["npnet", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--ranks", type=int, default=os.cpu_count(),
+                        help="MPI processes of the distributed columns (default: one per core)")
+    parser.add_argument("--no-distributed", action="store_true", help="skip the distributed columns")
+    parser.add_argument("--worker", choices=["npnet", "npnet-mpi", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.net, args.warmup, args.repeat, args.default_malloc)))
+        result = worker(args.worker, args.net, args.warmup, args.repeat, args.default_malloc)
+        if result.get("rank", 0) == 0:
+            print(json.dumps(result))
         return
     try:
         import torch  # noqa: F401  (only whether it is installed)
         have_torch = not args.no_torch
     except ImportError:
         have_torch = False
+    try:
+        import mpi4py  # noqa: F401
+        have_mpi = not args.no_distributed
+    except ImportError:
+        have_mpi = False
     print(f"cores: {os.cpu_count()}  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}  "
           f"malloc: {'default' if args.default_malloc else 'keeps freed memory (as train.py)'}")
     head = f"{'network':<15}{'batch':>6}{'npnet ms':>10}{'img/s':>8}{'eval img/s':>11}{'peak MB':>9}"
     if have_torch:
         head += f"{'torch ms':>10}{'img/s':>8}{'eval img/s':>11}{'ratio':>7}{'eval ratio':>11}"
+    if have_mpi:
+        head += f"{f'{args.ranks}rk ms':>9}{'img/s':>8}{'speedup':>8}"
+        head += f"{'ratio':>7}" if have_torch else ""
     print(head)
     for net in args.nets:
         r = run_worker("npnet", net, args.warmup, args.repeat, args.default_malloc)
@@ -124,6 +161,10 @@ def main():
             t = run_worker("torch", net, args.warmup, args.repeat, args.default_malloc)
             line += (f"{t['train_ms']:>10.1f}{b / t['train_ms'] * 1000:>8.0f}{b / t['infer_ms'] * 1000:>11.0f}"
                      f"{r['train_ms'] / t['train_ms']:>7.2f}{r['infer_ms'] / t['infer_ms']:>11.2f}")
+        if have_mpi:
+            d = run_worker("npnet-mpi", net, args.warmup, args.repeat, args.default_malloc, args.ranks)
+            line += f"{d['train_ms']:>9.1f}{b / d['train_ms'] * 1000:>8.0f}{r['train_ms'] / d['train_ms']:>8.2f}"
+            line += f"{d['train_ms'] / t['train_ms']:>7.2f}" if have_torch else ""
         print(line, flush=True)
 
 
