@@ -13,11 +13,16 @@ one ring allreduce, which does not overlap the computation here:
 ``t_compute`` is measured here: the median single-thread training step of each network
 on ``--batch`` samples (one core per rank), or given with ``--compute-ms NET=MS``.
 The gradient bytes are the networks' float32 parameter sizes (+3 control values).
+
+    mpiexec -n 2 python benchmarks/scaling_model.py --measure
+
+instead times the flat-buffer Allreduce of each network's gradients between the
+launched ranks (on one machine: through shared memory, not a network link).
 """
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per rank; before numpy loads
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # one core per rank; before numpy loads
+    os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -63,6 +68,24 @@ def compute_ms(name, batch, repeat):
     return median_ms(step, 1, repeat)
 
 
+def measure(names, repeat):
+    import numpy as np
+    from distributed import GradientBuffer, MPIStrategy
+    from timing import median_ms
+    strategy = MPIStrategy()
+    if strategy.is_root:
+        print(f"flat-buffer Allreduce between {strategy.size} ranks, median of {repeat}")
+        print(f"{'network':<15}{'grad MB':>8}{'allreduce ms':>13}")
+    for name in names:
+        nbytes = gradient_bytes(name)
+        grads = [np.ones(nbytes // 4 - 3, np.float32)]
+        buffer = GradientBuffer(strategy.comm, grads)
+        strategy.comm.Barrier()
+        ms = median_ms(lambda: buffer.allreduce(grads, 1), 3, repeat)
+        if strategy.is_root:
+            print(f"{name:<15}{nbytes / 1e6:>8.2f}{ms:>13.3f}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nets", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
@@ -71,7 +94,10 @@ def main():
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--compute-ms", nargs="*", default=[], metavar="NET=MS",
                    help="use this single-rank step time instead of measuring it")
+    p.add_argument("--measure", action="store_true", help="time the Allreduce between the launched MPI ranks")
     args = p.parse_args()
+    if args.measure:
+        return measure(args.nets, max(args.repeat, 50))
     given = {k: float(v) for k, v in (item.split("=") for item in args.compute_ms)}
     from layers.allocator import keep_freed_memory
     keep_freed_memory()
