@@ -1,7 +1,8 @@
 """Synchronous data parallelism over MPI ranks for the Trainer."""
 import numpy as np
 
-from .comm import require_mpi
+from .comm import abort_on_uncaught_exception, require_mpi
+from .sync_batchnorm import BatchNormSync
 from .flat import GradientBuffer
 
 
@@ -20,16 +21,21 @@ class MPIStrategy:
     and :meth:`check_in_sync` at the end of each epoch. Only the root rank writes
     logs, checkpoints and figures.
 
-    ``comm`` defaults to ``MPI.COMM_WORLD``.
+    ``comm`` defaults to ``MPI.COMM_WORLD``. With ``abort_on_error`` (the default) an
+    exception that escapes on any rank aborts the whole job instead of leaving the
+    other ranks waiting in their next collective.
     """
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, abort_on_error=True):
         mpi = require_mpi()
         self.comm = mpi.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_root = self.rank == 0
         self._buffer = None
+        self._stop = False
         self.last = None  # the last step's Reduced result (global count, flags)
+        if abort_on_error and self.size > 1:
+            abort_on_uncaught_exception(self.comm)
 
     def shard(self, indices):
         """This rank's contiguous part of ``indices``; the parts differ in size by at most one."""
@@ -38,22 +44,35 @@ class MPIStrategy:
         start = self.rank * base + min(self.rank, extra)
         return indices[start:start + base + (self.rank < extra)]
 
-    def reduce_gradients(self, grads, local_count, stop=False):
+    def reduce_gradients(self, grads, local_count):
         """Gradients of the global batch's mean loss, the same on every rank.
 
         ``grads`` holds the gradients of this rank's mean loss over its
-        ``local_count`` samples (None when its loss was not finite). The result
-        contains non-finite values on every rank when any rank's did, so that every
-        rank stops the same way; ``self.last`` tells how many ranks were affected.
+        ``local_count`` samples (None when its loss or a gradient was not finite).
+        When any rank's was not finite, the result is None on every rank, so that
+        every rank stops at the same step; ``self.last`` tells how many ranks were
+        affected. Synchronised BatchNorm layers then fall back to local statistics,
+        so that each rank can look for the cause on its own.
         """
         if self._buffer is None:
             if grads is None:
                 raise ValueError("MPIStrategy: the first step needs gradients to size its buffer")
             self._buffer = GradientBuffer(self.comm, {k: np.asarray(v) for k, v in grads.items()})
-        self.last = self._buffer.allreduce(grads, local_count, stop)
+        self.last = self._buffer.allreduce(grads, local_count, self._stop)
         if not self.last.finite:
-            self._buffer.buffer[:self._buffer.size] = np.nan
+            BatchNormSync.enabled = False
+            return None
         return self.last.grads
+
+    def stop_requested(self, local):
+        """Whether to stop before the next step, the same answer on every rank.
+
+        ``local`` (this rank was interrupted) is sent with the next gradient
+        Allreduce; the answer is whether any rank had sent it with the last one, so
+        all ranks stop after the same step.
+        """
+        self._stop = self._stop or bool(local)
+        return self.last is not None and self.last.stop > 0
 
     def allreduce_sum(self, array):
         """Element-wise float64 sum of ``array`` over the ranks."""
@@ -67,7 +86,9 @@ class MPIStrategy:
         return bool(self.allreduce_sum([bool(flag)])[0] > 0)
 
     def broadcast_model(self, model):
-        """Copy rank 0's parameters and buffers into every rank's model, in place."""
+        """Copy rank 0's parameters and buffers into every rank's model, in place (at the
+        start of fitting, which also clears a stop request from an earlier fit)."""
+        self._stop, self.last = False, None
         for name, array in sorted({**model.params, **model.buffers}.items()):
             if not array.flags.c_contiguous:
                 raise ValueError(f"MPIStrategy.broadcast_model: {name!r} is not a contiguous array")
