@@ -78,6 +78,10 @@ def build_parser():
     p.add_argument("--plot", default=None, metavar="DIR",
                    help="write PNG figures (curves, confusion matrix, filters, mistakes); needs matplotlib")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="under mpiexec: BatchNorm statistics of the global batch, not of each process's part")
+    p.add_argument("--mpi-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="under mpiexec: stop the job when a rank waits this long for the others at a step")
     return p
 
 
@@ -133,11 +137,12 @@ def parse_args(argv=None):
     return args
 
 
-def check_files(args):
+def check_files(args, writes=True):
     """Every file the run will read or write, checked before any data is loaded: a probe
-    file is created and removed where each output goes (models.archive.check_destination)."""
-    outputs = [("--save", args.save), ("--log", args.log)]
-    if args.plot:  # a directory, created if missing: probe inside it, or next to it
+    file is created and removed where each output goes (models.archive.check_destination),
+    unless ``writes`` is False (a rank that writes nothing)."""
+    outputs = [("--save", args.save), ("--log", args.log)] if writes else []
+    if args.plot and writes:  # a directory, created if missing: probe inside it, or next to it
         inside = os.path.isdir(args.plot)
         outputs.append(("--plot", os.path.join(args.plot, "curves.png") if inside else args.plot))
         if os.path.exists(args.plot) and not inside:
@@ -244,29 +249,42 @@ def fit_input(model, x, source):
                      f"{x.shape[1:]}")
 
 
-def evaluate_only(args, spec):
+def evaluate_only(args, spec, strategy):
     x, y = spec.load_test(args.data_dir, download_missing=not args.no_download)
     if args.test_limit:
         x, y = x[:args.test_limit], y[:args.test_limit]
     model = load_model(args.load)
-    result = Trainer(model, SoftmaxCrossEntropy(), None).evaluate(fit_input(model, x, args.load), y)
+    result = Trainer(model, SoftmaxCrossEntropy(), None, strategy=strategy).evaluate(fit_input(model, x, args.load), y)
     log.info("test loss %.4f  test accuracy %.2f%%", result.loss, 100 * result.accuracy)
     log.info("%s", report(result, spec.classes))
     return result.accuracy
 
 
-def make_trainer(args, spec, xtr, xte, yte):
+def make_strategy(args):
+    """MPIStrategy when started by an MPI launcher (mpiexec -n K), else None (one process)."""
+    import distributed
+    if not distributed.launched_by_mpi():
+        return None
+    return distributed.MPIStrategy(timeout_s=args.mpi_timeout)
+
+
+def make_trainer(args, spec, xtr, xte, yte, strategy):
     if keep_freed_memory():
         log.debug("glibc malloc set to keep freed memory for reuse")
     info = run_info(args, spec, len(xtr))
     model = zoo.build(info["model"], spec.input_shape, spec.num_classes, rng=np.random.default_rng(args.seed))
+    if args.sync_batchnorm and strategy is None:
+        log.warning("--sync-batchnorm has no effect in one process (start with mpiexec -n K)")
+    if args.sync_batchnorm and strategy is not None:
+        from distributed import convert_sync_batchnorm
+        convert_sync_batchnorm(model, strategy.comm, strategy.timeout_s)
     opt = make_optimizer(args, model)
     steps_per_epoch = Trainer.epoch_steps(len(xtr), args.batch_size)
     sched = schedule_from_string(args.schedule, opt, steps_per_epoch, steps_per_epoch * args.epochs,
                                  args.warmup_epochs)
     return Trainer(model, SoftmaxCrossEntropy(args.label_smoothing), opt, sched,
                    rng=np.random.default_rng([args.seed, 1]), eval_loss=SoftmaxCrossEntropy(),
-                   callbacks=make_callbacks(args, spec, model, xte, yte, info)), info
+                   callbacks=make_callbacks(args, spec, model, xte, yte, info), strategy=strategy), info
 
 
 def resume(trainer, args, info):
@@ -278,14 +296,15 @@ def resume(trainer, args, info):
     log.info("resumed from %s at epoch %d, step %d", args.resume, progress["epoch"] + 1, progress["step_in_epoch"])
 
 
-def run(args):
-    """Run what ``args`` asks for; returns ``(test accuracy, signal that stopped it or None)``."""
-    check_files(args)
+def run(args, strategy=None):
+    """Run what ``args`` asks for (on the processes of ``strategy``, default one);
+    returns ``(test accuracy, signal that stopped it or None)``."""
+    check_files(args, writes=strategy is None or strategy.is_root)
     spec = DATASETS[args.dataset]
     if args.eval_only:
-        return evaluate_only(args, spec), None
+        return evaluate_only(args, spec, strategy), None
     xtr, ytr, xte, yte = load_data(args, spec)
-    trainer, info = make_trainer(args, spec, xtr, xte, yte)
+    trainer, info = make_trainer(args, spec, xtr, xte, yte, strategy)
     if args.resume:
         resume(trainer, args, info)
     trainer.fit(xtr, ytr, args.epochs, args.batch_size, augment=augmenter(info["augment"]),
@@ -309,7 +328,17 @@ def main(argv=None):
     """The command line; exit status 0 done, 2 bad input or a failed read/write,
     3 non-finite values, 128 + the signal's number when SIGINT/SIGTERM stopped it."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    try:
+        strategy = make_strategy(args)
+    except ImportError as err:
+        logging.basicConfig(format="%(message)s", stream=sys.stdout)
+        log.error("error: %s", err)
+        return 2
+    several = strategy is not None and strategy.size > 1
+    # rank 0 reports; the others only their errors, marked with their rank
+    logging.basicConfig(level=logging.INFO if strategy is None or strategy.is_root else logging.WARNING,
+                        format=f"[rank {strategy.rank}] %(message)s" if several and not strategy.is_root
+                        else "%(message)s", stream=sys.stdout)
     if args.plot:
         import plots
         try:
@@ -318,11 +347,13 @@ def main(argv=None):
             log.error("error: --plot: %s", err)
             return 2
     try:
-        _, stopped_by = run(args)
-    except (data.DownloadError, data.DataFileError, OSError, ValueError) as err:
+        _, stopped_by = run(args, strategy)
+    except (data.DownloadError, data.DataFileError, OSError, ValueError, RuntimeError) as err:
         log.error("error: %s", err)
+        if several:  # the other ranks may be waiting for this one: stop them all
+            strategy.abort(2)
         return 2
-    except TrainingStopped as err:
+    except TrainingStopped as err:  # every rank stops at the same step
         log.error("stopped: %s", err)
         return 3
     except KeyboardInterrupt:

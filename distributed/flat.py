@@ -1,12 +1,13 @@
 """Every gradient of a model in one flat buffer, averaged over the ranks by one Allreduce."""
 import math
+import signal
 from dataclasses import dataclass
 
 import numpy as np
 
 # control values carried at the end of the buffer, summed with the gradients
-_COUNT, _NONFINITE, _STOP = -3, -2, -1
-_CONTROL = 3
+_COUNT, _NONFINITE, _STOP, _SIGNAL = -4, -3, -2, -1
+_CONTROL = 4
 
 
 @dataclass
@@ -15,12 +16,14 @@ class Reduced:
 
     ``grads``: averaged gradients, views into the buffer (valid until the next call),
     a dict or a list as given; ``count``: the global batch size; ``nonfinite``: how many
-    ranks had a non-finite loss or gradient; ``stop``: how many ranks asked to stop.
+    ranks had a non-finite loss or gradient; ``stop``: how many ranks asked to stop;
+    ``signal``: the signal they were stopped by (0: none; SIGTERM when they differ).
     """
     grads: object
     count: int
     nonfinite: int
     stop: int
+    signal: int = 0
 
     @property
     def finite(self):
@@ -31,13 +34,13 @@ class GradientBuffer:
     """A preallocated flat buffer for the gradients of a fixed list of parameters.
 
     ``allreduce(grads, local_count)`` writes ``local_count * grad`` for every
-    gradient into the buffer, appends three control values (the local count, a
-    non-finite flag and a stop flag), sums the whole buffer over the ranks with one
+    gradient into the buffer, appends four control values (the local count, a
+    non-finite flag, a stop flag and the signal that asked to stop), sums the whole buffer over the ranks with one
     ``Allreduce`` and divides by the summed count: the gradient of the mean loss
     over the global batch, exact when the ranks hold different numbers of samples.
 
     Shape:
-        buffer: (sum of parameter sizes + 3,), the parameters' dtype
+        buffer: (sum of parameter sizes + 4,), the parameters' dtype
     """
 
     def __init__(self, comm, params):
@@ -69,9 +72,10 @@ class GradientBuffer:
                              f"{sorted(set(self.names) - set(grads))}, unexpected {sorted(set(grads) - set(self.names))})")
         return [grads[name] for name in self.names]
 
-    def allreduce(self, grads, local_count, stop=False):
+    def allreduce(self, grads, local_count, stop=0):
         """Average ``grads`` (a dict like the parameters, a list in their order, or None
         when this rank's loss was not finite) over the ranks, weighted by ``local_count``.
+        ``stop``: the number of the signal that asks this rank to stop (0: none).
 
         Every rank must call it once per step, also with ``local_count == 0``.
         """
@@ -96,7 +100,7 @@ class GradientBuffer:
         if count > 0:
             buf[:self.size] /= self.dtype.type(count)
         out = self.views if self.names is None else dict(zip(self.names, self.views))
-        return Reduced(out, count, flagged, stops)
+        return Reduced(out, count, flagged, stops, signum)
 
 
 def _mpi():

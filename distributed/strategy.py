@@ -32,7 +32,7 @@ class MPIStrategy:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_root = self.rank == 0
         self._buffer = None
-        self._stop = False
+        self._stop = 0
         self.last = None  # the last step's Reduced result (global count, flags)
         if abort_on_error and self.size > 1:
             abort_on_uncaught_exception(self.comm)
@@ -55,24 +55,23 @@ class MPIStrategy:
         so that each rank can look for the cause on its own.
         """
         if self._buffer is None:
-            if grads is None:
-                raise ValueError("MPIStrategy: the first step needs gradients to size its buffer")
-            self._buffer = GradientBuffer(self.comm, {k: np.asarray(v) for k, v in grads.items()})
+            raise RuntimeError("MPIStrategy.reduce_gradients: call broadcast_model(model) first")
         self.last = self._buffer.allreduce(grads, local_count, self._stop)
         if not self.last.finite:
             BatchNormSync.enabled = False
             return None
         return self.last.grads
 
-    def stop_requested(self, local):
-        """Whether to stop before the next step, the same answer on every rank.
+    def stop_requested(self, signum):
+        """The signal that stops training before the next step (0: go on), the same on
+        every rank.
 
-        ``local`` (this rank was interrupted) is sent with the next gradient
-        Allreduce; the answer is whether any rank had sent it with the last one, so
-        all ranks stop after the same step.
+        ``signum`` (the signal this rank received, or 0) is sent with the next
+        gradient Allreduce; the answer is the signal any rank had sent with the last
+        one, so all ranks stop after the same step.
         """
-        self._stop = self._stop or bool(local)
-        return self.last is not None and self.last.stop > 0
+        self._stop = self._stop or int(signum)
+        return self.last.signal if self.last is not None and self.last.stop else 0
 
     def allreduce_sum(self, array):
         """Element-wise float64 sum of ``array`` over the ranks."""
@@ -88,7 +87,9 @@ class MPIStrategy:
     def broadcast_model(self, model):
         """Copy rank 0's parameters and buffers into every rank's model, in place (at the
         start of fitting, which also clears a stop request from an earlier fit)."""
-        self._stop, self.last = False, None
+        self._stop, self.last = 0, None
+        if self._buffer is None or self._buffer.names != list(model.params):
+            self._buffer = GradientBuffer(self.comm, model.params)
         for name, array in sorted({**model.params, **model.buffers}.items()):
             if not array.flags.c_contiguous:
                 raise ValueError(f"MPIStrategy.broadcast_model: {name!r} is not a contiguous array")

@@ -3,7 +3,7 @@
 A strategy is the seam for data parallelism: every rank holds the whole model, takes
 its share of each global batch, and the gradients and metric sums are combined across
 ranks. :class:`LocalStrategy` is the single-process case, where every method is an
-identity. A multi-process strategy implements the same seven members; the Trainer
+identity. A multi-process strategy implements the same eight members; the Trainer
 calls each from exactly one place:
 
 ===================================  ==============================================
@@ -19,6 +19,9 @@ calls each from exactly one place:
                                      (once, at the start of ``fit``)
 ``check_in_sync(model)``             raise if the ranks' models differ (at the end
                                      of every epoch)
+``stop_requested(signum)``           the signal that stops training before the next
+                                     step (0: none), given the one this rank got
+                                     (or 0): the same answer on every rank
 ===================================  ==============================================
 """
 import numpy as np
@@ -36,6 +39,9 @@ class LocalStrategy:
 
     def reduce_gradients(self, grads, local_count):
         return grads
+
+    def stop_requested(self, signum):
+        return signum
 
     def allreduce_sum(self, array):
         return np.asarray(array, dtype=np.float64)

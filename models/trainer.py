@@ -148,7 +148,7 @@ class Trainer:
             self._call("on_fit_start")
             while self.progress["epoch"] < epochs and self.progress["global_step"] < stop_at:
                 if not self._run_epoch(x, y, augment, validation, stop_at):
-                    self.interrupted, self.stop_signal = True, self._signals[0]
+                    self.interrupted, self.stop_signal = True, self._stop_requested()
                     self._call("on_interrupt")
                     break
         self._call("on_fit_end")
@@ -172,13 +172,10 @@ class Trainer:
         loss_sum = correct = seen = 0
         t0 = time.perf_counter()
         for step in range(self.progress["step_in_epoch"], self.steps_per_epoch):
-            if self._signals:
+            if self._stop_requested():
                 break
             end = len(x) if step == self.steps_per_epoch - 1 else (step + 1) * size
-            idx = self.strategy.shard(order[step * size:end])
-            xb, yb = x[idx], y[idx]
-            if augment is not None:
-                xb = augment(xb, self.augment_rng)
+            xb, yb = self._batch(x, y, order[step * size:end], augment)
             loss, out = self._step(xb, yb, epoch, step)
             self.schedule.step()
             self.progress["step_in_epoch"] = step + 1
@@ -191,10 +188,30 @@ class Trainer:
                                        "time_s": time.perf_counter() - t0})
             if self.progress["global_step"] >= stop_at:
                 break
-        if self._signals:
+        if self._stop_requested():
             return False
         self._end_epoch(epoch, [loss_sum, correct or 0, seen], labels, validation, time.perf_counter() - t0)
         return True
+
+    def _stop_requested(self):
+        """The signal (SIGINT, SIGTERM) that stops training, 0 for none: received here,
+        or (several processes) by any rank before the last step."""
+        return self.strategy.stop_requested(self._signals[0] if self._signals else 0)
+
+    def _batch(self, x, y, batch, augment):
+        """This rank's part of the global batch ``batch`` (indices), augmented.
+
+        The augmentation is drawn for the whole global batch and sliced, so that the
+        generator advances alike on every rank and the images are those one process sees.
+        """
+        if augment is None:
+            idx = self.strategy.shard(batch)
+            return x[idx], y[idx]
+        xb = augment(x[batch], self.augment_rng)
+        if self.strategy.size == 1:
+            return xb, y[batch]
+        part = self.strategy.shard(np.arange(len(batch)))
+        return xb[part], y[batch[part]]
 
     def _end_epoch(self, epoch, sums, labels, validation, elapsed):
         loss_sum, correct, seen = self.strategy.allreduce_sum(sums)
@@ -234,11 +251,17 @@ class Trainer:
         grads = None
         if math.isfinite(loss):
             _, grads = self.model.backward(self.loss.backward())
-        if grads is None or not all(np.isfinite(g).all() for g in grads.values()):
+        finite = grads is not None and all(np.isfinite(g).all() for g in grads.values())
+        # every rank takes part; None on every rank when any rank's values were not finite
+        reduced = self.strategy.reduce_gradients(grads if finite else None, len(yb))
+        if not finite:
             what = "loss" if grads is None else "gradient"
             raise TrainingStopped(f"non-finite {what} at epoch {epoch + 1}, step {step + 1}: "
                                   f"first non-finite values in the {self._locate(xb, yb, grads)}")
-        grads = self.strategy.reduce_gradients(grads, len(yb))
+        if reduced is None:
+            raise TrainingStopped(f"non-finite loss or gradient at epoch {epoch + 1}, step {step + 1} "
+                                  f"in another process (rank {self.strategy.rank} of {self.strategy.size} was finite)")
+        grads = reduced
         self._call("on_before_update", grads)
         self.optimizer.step(grads)
         bad = _first_nonfinite(self._state())

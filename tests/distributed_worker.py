@@ -2,6 +2,7 @@
 one-process reference). ``python tests/distributed_worker.py SCENARIO OUT [options]``."""
 import argparse
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,8 +88,8 @@ def allreduce(args, comm):
     bad = grads_of(rank)
     if rank == size - 1:
         bad["b"][2] = np.inf
-    reduced = buf.allreduce(bad, counts[rank], stop=rank == 0)
-    assert not reduced.finite and reduced.stop == 1
+    reduced = buf.allreduce(bad, counts[rank], stop=int(signal.SIGTERM) if rank == 0 else 0)
+    assert not reduced.finite and reduced.stop == 1 and reduced.signal == signal.SIGTERM
     reduced = buf.allreduce(None if rank == 0 else grads_of(rank), counts[rank])
     assert reduced.nonfinite == 1
     if rank == 0:
@@ -96,13 +97,62 @@ def allreduce(args, comm):
             f.write("ok")
 
 
+def augment_shift(x, rng):
+    """A random roll of each image by up to one pixel along its width (draws one value per image)."""
+    shift = rng.integers(-1, 2, len(x))
+    cols = (np.arange(x.shape[-1]) - shift[:, None]) % x.shape[-1]
+    return np.take_along_axis(x, cols[:, None, None, :], axis=-1)
+
+
+def trainer_fit(args, comm):
+    """Trainer.fit with MPIStrategy (synchronised BatchNorm) or alone; rank 0 saves the
+    weights. --fault: nan (one image of the data is NaN), diverge (rank 1 nudges a weight),
+    raise (rank 1 raises in a callback) -- each rank writes what stopped it to OUT.rank."""
+    from models.callbacks import Callback
+    from models.trainer import Trainer, TrainingStopped
+    strategy = None
+    if comm:
+        from distributed import MPIStrategy, convert_sync_batchnorm
+        strategy = MPIStrategy(comm)
+    rank = strategy.rank if strategy else 0
+    model = small_net(seed=rank + 1 if comm else 1)
+    if comm and args.fault != "nan":  # per-rank statistics keep a NaN on its own rank
+        convert_sync_batchnorm(model, comm)
+    x, y = data(43)
+    if args.fault == "nan":
+        x[17, 0, 3, 3] = np.nan
+
+    class Fault(Callback):
+        def on_step_end(self, trainer, logs):
+            if rank == 1 and trainer.progress["global_step"] == 2:
+                if args.fault == "diverge":
+                    trainer.model.params["0.weight"][0, 0, 0, 0] += 1e-3
+                elif args.fault == "raise":
+                    raise RuntimeError("rank 1 fails on purpose")
+
+    trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.params, 0.1, momentum=0.9), rng=5,
+                      strategy=strategy, callbacks=[Fault()])
+    try:
+        trainer.fit(x, y, epochs=2, batch_size=args.batch, augment=augment_shift, validation=data(21))
+    except Exception as err:
+        if args.fault in (None, "raise"):
+            raise
+        with open(f"{args.out}.{rank}", "w") as f:
+            f.write(f"{type(err).__name__}: {err}")
+        return
+    result = trainer.evaluate(*data(21))
+    if rank == 0:
+        np.savez(args.out, **model.params, **model.buffers, eval=[result.loss, result.accuracy])
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["train_steps", "allreduce"])
+    p.add_argument("scenario", choices=["train_steps", "allreduce", "trainer_fit"])
     p.add_argument("out")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch", type=int, default=11)
     p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--fault", choices=["nan", "diverge", "raise"])
     p.add_argument("--single", action="store_true", help="one process, no MPI (the reference)")
     args = p.parse_args()
     comm = None
@@ -110,7 +160,7 @@ def main():
         from distributed import abort_on_uncaught_exception, world
         comm = world()
         abort_on_uncaught_exception(comm)
-    {"train_steps": train_steps, "allreduce": allreduce}[args.scenario](args, comm)
+    {"train_steps": train_steps, "allreduce": allreduce, "trainer_fit": trainer_fit}[args.scenario](args, comm)
 
 
 if __name__ == "__main__":

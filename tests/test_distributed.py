@@ -155,3 +155,124 @@ def test_two_hosts_over_tcp_equal_one_process(tmp_path):
     assert_same_weights(reference, dict(np.load(tmp_path / "two.npz")))
     grad_bytes = sum(v.nbytes for k, v in reference.items() if "running" not in k)
     assert received > 3 * grad_bytes  # three steps' gradients came over the veth pair
+
+
+# -- the Trainer and train.py under mpiexec ---------------------------------------------
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_trainer_on_k_ranks_equals_one_process(tmp_path, ranks):
+    # Trainer.fit: uneven shards, augmentation drawn for the global batch, synchronised
+    # BatchNorm, evaluation split over the ranks and summed
+    one = tmp_path / "one.npz"
+    out = run([sys.executable, WORKER, "trainer_fit", str(one), "--single"])
+    assert out.returncode == 0, out.stderr
+    run_ranks(ranks, WORKER, "trainer_fit", str(tmp_path / "k.npz"))
+    assert_same_weights(dict(np.load(one)), dict(np.load(tmp_path / "k.npz")))
+
+
+def fault_reports(tmp_path, fault, ranks=2):
+    out = tmp_path / "fault"
+    run_ranks(ranks, WORKER, "trainer_fit", str(out), "--fault", fault, timeout=60)
+    return [(tmp_path / f"fault.{r}").read_text() for r in range(ranks)]
+
+
+def test_nonfinite_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    first, second = fault_reports(tmp_path, "nan")
+    messages = sorted([first, second], key=lambda m: "another process" in m)
+    assert messages[0].startswith("TrainingStopped: non-finite loss at epoch 1, step 1: ")
+    assert "layer 0 (Conv2D)" in messages[0]
+    assert messages[1].startswith("TrainingStopped: non-finite loss or gradient at epoch 1, step 1 in "
+                                  "another process")
+
+
+def test_diverged_ranks_are_detected_at_the_epoch_end(tmp_path):
+    for message in fault_reports(tmp_path, "diverge"):
+        assert message.startswith("RanksDiverged: parameters differ between ranks: rank(s) [1]")
+        assert "0.weight" in message
+
+
+def test_a_rank_that_raises_stops_the_job(tmp_path):
+    out = run([mpiexec(), "-n", "2", sys.executable, WORKER, "trainer_fit", str(tmp_path / "x"),
+               "--fault", "raise"], timeout=60)
+    assert out.returncode != 0
+    assert "[rank 1/2] uncaught exception; aborting the job" in out.stderr
+    assert "rank 1 fails on purpose" in out.stderr
+
+
+def cli(mnist_dir, *extra):
+    return [os.path.join(ROOT, "train.py"), "--data-dir", mnist_dir, "--no-download", "--model", "lenet",
+            "--limit", "320", "--test-limit", "100", "--batch-size", "32", "--epochs", "2", "--quiet", *extra]
+
+
+def train_cli(ranks, args, timeout=180):
+    cmd = [sys.executable, *args] if ranks == 1 else [mpiexec(), "-n", str(ranks), sys.executable, *args]
+    out = run(cmd, timeout=timeout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def model_arrays(path):
+    from models.serialization import read_archive
+    arrays, meta = read_archive(path)
+    return {k: v for k, v in arrays.items() if k.startswith("model/")}, meta
+
+
+@pytest.mark.parametrize("first,second", [(2, 1), (1, 2)])
+def test_checkpoint_resumes_with_another_number_of_ranks(mnist_dir, tmp_path, first, second):
+    require("mpi4py")
+    straight, stopped = tmp_path / "straight.npz", tmp_path / "stopped.npz"
+    out = train_cli(1, cli(mnist_dir, "--save", str(straight)))
+    # stop mid-epoch after 5 of the 10 steps of epoch 1, resume on the other number of ranks
+    part = train_cli(first, cli(mnist_dir, "--max-steps", "5", "--save", str(stopped)))
+    rest = train_cli(second, cli(mnist_dir, "--resume", str(stopped), "--save", str(stopped)))
+    assert "resumed from" in rest.stdout and rest.stdout.count("test accuracy:") == 1
+    if first > 1:
+        assert part.stdout.count("epoch 1/2") == 1  # rank 0 alone reports
+    a, meta_a = model_arrays(straight)
+    b, meta_b = model_arrays(stopped)
+    assert meta_a["progress"] == meta_b["progress"]
+    assert [s["state"] for s in meta_a["rng"]] == [s["state"] for s in meta_b["rng"]]
+    assert_same_weights(a, b, atol=2e-5)
+    assert out.stdout.splitlines()[-1].startswith("test accuracy:")
+
+
+def rank_pid(tag, rank):
+    """The pid of the process of MPI rank ``rank`` whose command line contains ``tag``."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if tag in cmdline and "train.py" in cmdline and f"PMI_RANK={rank}".encode() in environ:
+            return int(pid)
+    return None
+
+
+def test_killed_rank_stops_the_others_and_the_checkpoint_stays_loadable(mnist_dir, tmp_path):
+    import signal
+    import time
+    from models.checkpoint import load_model
+    ckpt = tmp_path / "run.npz"
+    cmd = [mpiexec(), "-n", "2", sys.executable, *cli(mnist_dir, "--epochs", "200", "--save", str(ckpt))]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert ckpt.exists(), "no checkpoint was written"
+        victim = rank_pid(str(ckpt), 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0 and took < 10, (took, err)
+    assert "BAD TERMINATION" in out + err and "signal 9" in out + err  # mpiexec names the cause
+    assert load_model(str(ckpt)).params  # the last complete checkpoint loads
