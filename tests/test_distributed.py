@@ -4,8 +4,10 @@ namespaces standing in for two hosts. Each test starts ``mpiexec`` in a subproce
 with a timeout; skipped when mpi4py is absent (a failure under CI)."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -251,11 +253,9 @@ def rank_pid(tag, rank):
     return None
 
 
-def test_killed_rank_stops_the_others_and_the_checkpoint_stays_loadable(mnist_dir, tmp_path):
-    import signal
-    import time
-    from models.checkpoint import load_model
-    ckpt = tmp_path / "run.npz"
+@contextmanager
+def long_run(mnist_dir, ckpt):
+    """A 2-rank train.py run, yielded once it has written its first checkpoint."""
     cmd = [mpiexec(), "-n", "2", sys.executable, *cli(mnist_dir, "--epochs", "200", "--save", str(ckpt))]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -263,16 +263,34 @@ def test_killed_rank_stops_the_others_and_the_checkpoint_stays_loadable(mnist_di
         while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert ckpt.exists(), "no checkpoint was written"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_step(mnist_dir, tmp_path):
+    ckpt = tmp_path / "run.npz"
+    with long_run(mnist_dir, ckpt) as proc:
+        proc.send_signal(signal.SIGINT)  # mpiexec passes it to every rank
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert f"interrupted: checkpoint saved to {ckpt}" in out and "[rank 1]" not in out
+    _, meta = model_arrays(ckpt)
+    assert meta["progress"]["global_step"] >= 10  # past the first epoch's checkpoint
+
+
+def test_killed_rank_stops_the_others_and_the_checkpoint_stays_loadable(mnist_dir, tmp_path):
+    from models.checkpoint import load_model
+    ckpt = tmp_path / "run.npz"
+    with long_run(mnist_dir, ckpt) as proc:
         victim = rank_pid(str(ckpt), 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         out, err = proc.communicate(timeout=30)
         took = time.monotonic() - killed
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode != 0 and took < 10, (took, err)
     assert "BAD TERMINATION" in out + err and "signal 9" in out + err  # mpiexec names the cause
     assert load_model(str(ckpt)).params  # the last complete checkpoint loads
