@@ -172,6 +172,22 @@ def test_trainer_on_k_ranks_equals_one_process(tmp_path, ranks):
     assert_same_weights(dict(np.load(one)), dict(np.load(tmp_path / "k.npz")))
 
 
+def test_readme_mpi_snippet_runs_on_two_ranks(mnist_dir, tmp_path):
+    import re
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("\n## Many processes and machines (MPI)\n")
+    blocks = re.findall(r"```python\n(.*?)```", text[start:text.index("\n## ", start + 1)], re.S)
+    assert len(blocks) == 1
+    script = tmp_path / "snippet.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {ROOT!r})\n" + blocks[0])
+    out = run([mpiexec(), "-n", "2", sys.executable, str(script)], timeout=180,
+              env={**os.environ, "NPNET_DATA": mnist_dir})
+    assert out.returncode == 0, out.stdout + out.stderr
+    accuracy = re.findall(r"^test accuracy (\d+\.\d+)%$", out.stdout, re.M)
+    assert len(accuracy) == 1 and float(accuracy[0]) > 80  # printed once, by rank 0
+
+
 def fault_reports(tmp_path, fault, ranks=2):
     out = tmp_path / "fault"
     run_ranks(ranks, WORKER, "trainer_fit", str(out), "--fault", fault, timeout=60)
