@@ -93,10 +93,10 @@ class GradientBuffer:
         buf[_COUNT], buf[_NONFINITE], buf[_STOP] = local_count, nonfinite, bool(stop)
         self.comm.Allreduce(mpi.IN_PLACE, buf, op=mpi.SUM)
         count, flagged, stops = int(round(buf[_COUNT])), int(round(buf[_NONFINITE])), int(round(buf[_STOP]))
-        if flagged == 0:
-            # a NaN or inf anywhere makes the sum non-finite; float64 cannot overflow here
-            if not math.isfinite(float(np.sum(buf[:self.size], dtype=np.float64))):
-                flagged = 1
+        # a NaN or inf anywhere makes the sum non-finite (one fast pass); only then is
+        # the element-wise test needed, to tell it from an overflow of the sum itself
+        if flagged == 0 and not math.isfinite(float(buf[:self.size].sum())):
+            flagged = int(not np.isfinite(buf[:self.size]).all())
         if count > 0:
             buf[:self.size] /= self.dtype.type(count)
         out = self.views if self.names is None else dict(zip(self.names, self.views))
