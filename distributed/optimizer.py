@@ -54,5 +54,7 @@ def broadcast_parameters(model, comm=None, root=0):
     """Copy ``root``'s parameters and buffers into every rank's model, in place."""
     mpi = require_mpi()
     comm = mpi.COMM_WORLD if comm is None else comm
-    for _, array in sorted({**model.params, **model.buffers}.items()):
+    for name, array in sorted({**model.params, **model.buffers}.items()):
+        if not array.flags.c_contiguous:
+            raise ValueError(f"broadcast_parameters: {name!r} is not a contiguous array")
         comm.Bcast(array, root=root)
