@@ -1,6 +1,8 @@
 """Access to MPI through mpi4py, loaded only when distributed training is asked for."""
 import os
 import sys
+import time
+import traceback
 
 INSTALL_HINT = 'pip install "npnet[mpi]"'
 
@@ -27,20 +29,23 @@ def world():
     return require_mpi().COMM_WORLD
 
 
-def abort_on_uncaught_exception(comm):
+def abort_on_uncaught_exception(comm, grace_s=1.0):
     """Make an exception that escapes on any one rank abort the whole job.
 
     Without it the other ranks wait forever in their next collective for the rank
-    that died. The traceback is printed first, prefixed by the rank; then
-    ``comm.Abort`` has the launcher stop every rank.
+    that died. The traceback is written first, marked with the rank, and given
+    ``grace_s`` seconds to reach the launcher's output; then ``comm.Abort`` has the
+    launcher stop every rank. Installing it twice changes nothing.
     """
-    previous = sys.excepthook
+    if getattr(sys.excepthook, "aborts_mpi_job", False):
+        return
 
     def hook(kind, value, tb):
-        sys.stderr.write(f"[rank {comm.Get_rank()}/{comm.Get_size()}] uncaught exception; aborting the job\n")
-        previous(kind, value, tb)
+        text = "".join(traceback.format_exception(kind, value, tb))
+        sys.stderr.write(f"[rank {comm.Get_rank()}/{comm.Get_size()}] uncaught exception; aborting the job\n{text}")
         sys.stderr.flush()
+        time.sleep(grace_s)
         comm.Abort(1)
 
+    hook.aborts_mpi_job = True
     sys.excepthook = hook
-    return previous

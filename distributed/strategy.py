@@ -1,4 +1,7 @@
 """Synchronous data parallelism over MPI ranks for the Trainer."""
+import sys
+import time
+
 import numpy as np
 
 from .comm import abort_on_uncaught_exception, require_mpi
@@ -125,6 +128,10 @@ class MPIStrategy:
             raise RanksDiverged(f"parameters differ between ranks: rank(s) {ranks} disagree with rank 0 "
                                 f"on {sorted({n for _, n in bad})[:5]}")
 
-    def abort(self, code=1):
-        """Stop every rank of the job now (the launcher kills them)."""
+    def abort(self, code=1, grace_s=1.0):
+        """Stop every rank of the job (the launcher kills them), after ``grace_s``
+        seconds for this rank's last output to reach the launcher."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(grace_s)
         self.comm.Abort(code)

@@ -217,6 +217,13 @@ def test_a_rank_that_raises_stops_the_job(tmp_path):
     assert "rank 1 fails on purpose" in out.stderr
 
 
+def test_an_error_train_py_reports_ends_every_rank_with_its_status(tmp_path):
+    out = run([mpiexec(), "-n", "2", sys.executable, "train.py", "--data-dir", str(tmp_path), "--no-download",
+               "--quiet"], timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "\nerror: mnist: train-images-idx3-ubyte.gz not found" in "\n" + out.stdout  # rank 0, unmarked
+
+
 def cli(mnist_dir, *extra):
     return [os.path.join(ROOT, "train.py"), "--data-dir", mnist_dir, "--no-download", "--model", "lenet",
             "--limit", "320", "--test-limit", "100", "--batch-size", "32", "--epochs", "2", "--quiet", *extra]
