@@ -8,7 +8,8 @@ names the extra to install. Importing this package loads neither numpy nor mpi4p
 import importlib
 
 _EXPORTS = {
-    "comm": ["INSTALL_HINT", "abort_on_uncaught_exception", "launched_by_mpi", "require_mpi", "world"],
+    "comm": ["INSTALL_HINT", "CollectiveTimeout", "abort_on_uncaught_exception", "allreduce_sum",
+             "launched_by_mpi", "require_mpi", "world"],
     "flat": ["GradientBuffer", "Reduced"],
     "optimizer": ["DistributedOptimizer", "NonFiniteGradient", "broadcast_parameters"],
     "strategy": ["MPIStrategy", "RanksDiverged"],

@@ -49,3 +49,29 @@ def abort_on_uncaught_exception(comm, grace_s=1.0):
 
     hook.aborts_mpi_job = True
     sys.excepthook = hook
+
+
+class CollectiveTimeout(RuntimeError):
+    """Another rank did not reach a collective in time (it hangs, or died unnoticed)."""
+
+
+def allreduce_sum(comm, array, timeout_s=None):
+    """Sum ``array`` (contiguous) over the ranks in place; returns it.
+
+    With ``timeout_s`` the wait for the other ranks is bounded: past it
+    :class:`CollectiveTimeout` is raised instead of waiting forever.
+    """
+    mpi = require_mpi()
+    if timeout_s is None:
+        comm.Allreduce(mpi.IN_PLACE, array, op=mpi.SUM)
+        return array
+    request = comm.Iallreduce(mpi.IN_PLACE, array, op=mpi.SUM)
+    start = time.monotonic()
+    while not request.Test():
+        waited = time.monotonic() - start
+        if waited > timeout_s:
+            raise CollectiveTimeout(f"an Allreduce waited {waited:.0f} s for the other ranks "
+                                    f"(timeout {timeout_s:g} s): one of them hangs or died")
+        if waited > 0.01:  # spin for the usual few milliseconds, then yield the core
+            time.sleep(0.001)
+    return array

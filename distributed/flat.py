@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .comm import allreduce_sum
+
 # control values carried at the end of the buffer, summed with the gradients
 _COUNT, _NONFINITE, _STOP, _SIGNAL = -4, -3, -2, -1
 _CONTROL = 4
@@ -38,12 +40,14 @@ class GradientBuffer:
     non-finite flag, a stop flag and the signal that asked to stop), sums the whole buffer over the ranks with one
     ``Allreduce`` and divides by the summed count: the gradient of the mean loss
     over the global batch, exact when the ranks hold different numbers of samples.
+    With ``timeout_s`` a rank that waits longer than that for the others raises
+    :class:`~distributed.comm.CollectiveTimeout` instead of waiting forever.
 
     Shape:
         buffer: (sum of parameter sizes + 4,), the parameters' dtype
     """
 
-    def __init__(self, comm, params):
+    def __init__(self, comm, params, timeout_s=None):
         if isinstance(params, dict):
             self.names, arrays = list(params), list(params.values())
         else:
@@ -51,7 +55,7 @@ class GradientBuffer:
             self.names = None
         if not arrays:
             raise ValueError("GradientBuffer: got no parameters")
-        self.comm = comm
+        self.comm, self.timeout_s = comm, timeout_s
         self.dtype = np.result_type(*arrays)
         self.shapes = [a.shape for a in arrays]
         sizes = [a.size for a in arrays]
@@ -79,7 +83,6 @@ class GradientBuffer:
 
         Every rank must call it once per step, also with ``local_count == 0``.
         """
-        mpi = _mpi()
         buf = self.buffer
         nonfinite = grads is None
         if nonfinite or local_count == 0:
@@ -91,7 +94,7 @@ class GradientBuffer:
                     raise ValueError(f"GradientBuffer: gradient of shape {g.shape}, parameter has {view.shape}")
                 np.multiply(g, weight, out=view)
         buf[_COUNT], buf[_NONFINITE], buf[_STOP] = local_count, nonfinite, bool(stop)
-        self.comm.Allreduce(mpi.IN_PLACE, buf, op=mpi.SUM)
+        allreduce_sum(self.comm, buf, self.timeout_s)
         count, flagged, stops = int(round(buf[_COUNT])), int(round(buf[_NONFINITE])), int(round(buf[_STOP]))
         # a NaN or inf anywhere makes the sum non-finite (one fast pass); only then is
         # the element-wise test needed, to tell it from an overflow of the sum itself
@@ -102,7 +105,3 @@ class GradientBuffer:
         out = self.views if self.names is None else dict(zip(self.names, self.views))
         return Reduced(out, count, flagged, stops, signum)
 
-
-def _mpi():
-    from .comm import require_mpi
-    return require_mpi()

@@ -3,7 +3,7 @@ import contextlib
 
 import numpy as np
 
-from .comm import require_mpi
+from .comm import allreduce_sum, require_mpi
 
 
 class BatchNormSync:
@@ -25,13 +25,11 @@ class BatchNormSync:
 
     enabled = True
 
-    def __init__(self, comm):
-        self.comm = comm
+    def __init__(self, comm, timeout_s=None):
+        self.comm, self.timeout_s = comm, timeout_s
 
     def _sum(self, array):
-        mpi = require_mpi()
-        self.comm.Allreduce(mpi.IN_PLACE, array, op=mpi.SUM)
-        return array
+        return allreduce_sum(self.comm, array, self.timeout_s)
 
     def statistics(self, rows):
         """(C, M) rows of this rank -> the global (mean, biased variance, count)."""
@@ -66,18 +64,19 @@ class BatchNormSync:
         return (sums[1] / total).astype(dbias.dtype), (sums[2] / total).astype(dweight.dtype)
 
 
-def convert_sync_batchnorm(model, comm=None):
+def convert_sync_batchnorm(model, comm=None, timeout_s=None):
     """Make every BatchNorm layer of ``model`` use the global batch's statistics (as
     PyTorch's ``SyncBatchNorm.convert_sync_batchnorm``); returns ``model``.
 
-    The layers keep their class, parameters and saved form; only their ``sync`` hook is set.
+    The layers keep their class, parameters and saved form; only their ``sync`` hook is
+    set. ``timeout_s`` bounds each wait for the other ranks (see ``comm.allreduce_sum``).
     """
     from layers.normalization import _BatchNorm
     mpi = require_mpi()
     comm = mpi.COMM_WORLD if comm is None else comm
     for layer in model.modules():
         if isinstance(layer, _BatchNorm):
-            layer.sync = BatchNormSync(comm)
+            layer.sync = BatchNormSync(comm, timeout_s)
     return model
 
 

@@ -4,6 +4,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -78,7 +79,7 @@ def allreduce(args, comm):
         return {k: g.standard_normal(s) for k, s in shapes.items()}
 
     counts = [r + 2 for r in range(size)]
-    buf = GradientBuffer(comm, {k: np.zeros(s) for k, s in shapes.items()})
+    buf = GradientBuffer(comm, {k: np.zeros(s) for k, s in shapes.items()}, timeout_s=30.0)
     reduced = buf.allreduce(grads_of(rank), counts[rank])
     expected = {k: sum(counts[r] * grads_of(r)[k] for r in range(size)) / sum(counts) for k in shapes}
     assert reduced.count == sum(counts) and reduced.finite and reduced.stop == 0
@@ -106,18 +107,20 @@ def augment_shift(x, rng):
 
 def trainer_fit(args, comm):
     """Trainer.fit with MPIStrategy (synchronised BatchNorm) or alone; rank 0 saves the
-    weights. --fault: nan (one image of the data is NaN), diverge (rank 1 nudges a weight),
-    raise (rank 1 raises in a callback) -- each rank writes what stopped it to OUT.rank."""
+    weights. --fault: nan (one image of the data is NaN), diverge (rank 1 nudges a weight)
+    -- each rank writes what stopped it to OUT.rank; raise (rank 1 raises in a callback),
+    hang (rank 1 sleeps a minute; the others time out after 3 s) -- the job aborts."""
     from models.callbacks import Callback
     from models.trainer import Trainer, TrainingStopped
     strategy = None
     if comm:
         from distributed import MPIStrategy, convert_sync_batchnorm
-        strategy = MPIStrategy(comm)
+        timeout = 3 if args.fault == "hang" else None
+        strategy = MPIStrategy(comm, timeout_s=timeout)
     rank = strategy.rank if strategy else 0
     model = small_net(seed=rank + 1 if comm else 1)
     if comm and args.fault != "nan":  # per-rank statistics keep a NaN on its own rank
-        convert_sync_batchnorm(model, comm)
+        convert_sync_batchnorm(model, comm, timeout)
     x, y = data(43)
     if args.fault == "nan":
         x[17, 0, 3, 3] = np.nan
@@ -129,13 +132,15 @@ def trainer_fit(args, comm):
                     trainer.model.params["0.weight"][0, 0, 0, 0] += 1e-3
                 elif args.fault == "raise":
                     raise RuntimeError("rank 1 fails on purpose")
+                elif args.fault == "hang":
+                    time.sleep(60)
 
     trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.params, 0.1, momentum=0.9), rng=5,
                       strategy=strategy, callbacks=[Fault()])
     try:
         trainer.fit(x, y, epochs=2, batch_size=args.batch, augment=augment_shift, validation=data(21))
     except Exception as err:
-        if args.fault in (None, "raise"):
+        if args.fault in (None, "raise", "hang"):
             raise
         with open(f"{args.out}.{rank}", "w") as f:
             f.write(f"{type(err).__name__}: {err}")
@@ -152,7 +157,7 @@ def main():
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch", type=int, default=11)
     p.add_argument("--optimizer", default="sgd")
-    p.add_argument("--fault", choices=["nan", "diverge", "raise"])
+    p.add_argument("--fault", choices=["nan", "diverge", "raise", "hang"])
     p.add_argument("--single", action="store_true", help="one process, no MPI (the reference)")
     args = p.parse_args()
     comm = None

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+import models  # noqa: F401  (registers the containers before conftest snapshots the layer registry)
 from conftest import require
 from distributed.threads import launcher_local_size, limit_blas_threads
 
@@ -215,6 +216,15 @@ def test_a_rank_that_raises_stops_the_job(tmp_path):
     assert out.returncode != 0
     assert "[rank 1/2] uncaught exception; aborting the job" in out.stderr
     assert "rank 1 fails on purpose" in out.stderr
+
+
+def test_a_rank_that_hangs_is_caught_by_the_timeout(tmp_path):
+    start = time.monotonic()
+    out = run([mpiexec(), "-n", "2", sys.executable, WORKER, "trainer_fit", str(tmp_path / "x"),
+               "--fault", "hang"], timeout=60)
+    assert out.returncode != 0 and time.monotonic() - start < 40  # not the 60 s rank 1 sleeps
+    assert "[rank 0/2] uncaught exception" in out.stderr
+    assert "CollectiveTimeout: an Allreduce waited 3 s for the other ranks" in out.stderr
 
 
 def test_an_error_train_py_reports_ends_every_rank_with_its_status(tmp_path):
