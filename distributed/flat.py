@@ -37,8 +37,8 @@ class GradientBuffer:
 
     ``allreduce(grads, local_count)`` writes ``local_count * grad`` for every
     gradient into the buffer, appends four control values (the local count, a
-    non-finite flag, a stop flag and the signal that asked to stop), sums the whole buffer over the ranks with one
-    ``Allreduce`` and divides by the summed count: the gradient of the mean loss
+    non-finite flag, a stop flag and the signal that asked to stop), sums the whole
+    buffer over the ranks with one ``Allreduce`` and divides by the summed count: the gradient of the mean loss
     over the global batch, exact when the ranks hold different numbers of samples.
     With ``timeout_s`` a rank that waits longer than that for the others raises
     :class:`~distributed.comm.CollectiveTimeout` instead of waiting forever.
@@ -93,9 +93,10 @@ class GradientBuffer:
                 if g.shape != view.shape:
                     raise ValueError(f"GradientBuffer: gradient of shape {g.shape}, parameter has {view.shape}")
                 np.multiply(g, weight, out=view)
-        buf[_COUNT], buf[_NONFINITE], buf[_STOP] = local_count, nonfinite, bool(stop)
+        buf[_COUNT], buf[_NONFINITE], buf[_STOP], buf[_SIGNAL] = local_count, nonfinite, bool(stop), int(stop)
         allreduce_sum(self.comm, buf, self.timeout_s)
-        count, flagged, stops = int(round(buf[_COUNT])), int(round(buf[_NONFINITE])), int(round(buf[_STOP]))
+        count, flagged, stops, signals = (int(round(v)) for v in buf[-_CONTROL:])
+        signum = 0 if not stops else signals // stops if signals % stops == 0 else int(signal.SIGTERM)
         # a NaN or inf anywhere makes the sum non-finite (one fast pass); only then is
         # the element-wise test needed, to tell it from an overflow of the sum itself
         if flagged == 0 and not math.isfinite(float(buf[:self.size].sum())):

@@ -4,9 +4,10 @@ import time
 
 import numpy as np
 
-from .comm import abort_on_uncaught_exception, require_mpi
-from .sync_batchnorm import BatchNormSync
+from .comm import abort_on_uncaught_exception, allreduce_sum, require_mpi
 from .flat import GradientBuffer
+from .optimizer import broadcast_parameters
+from .sync_batchnorm import BatchNormSync
 
 
 class RanksDiverged(RuntimeError):
@@ -26,15 +27,19 @@ class MPIStrategy:
 
     ``comm`` defaults to ``MPI.COMM_WORLD``. With ``abort_on_error`` (the default) an
     exception that escapes on any rank aborts the whole job instead of leaving the
-    other ranks waiting in their next collective.
+    other ranks waiting in their next collective. ``timeout_s`` bounds the wait for
+    the other ranks in the gradient and metric Allreduces (a rank that hangs without
+    dying): past it, :class:`~distributed.comm.CollectiveTimeout` is raised (give
+    ``convert_sync_batchnorm`` the same timeout).
     """
 
-    def __init__(self, comm=None, abort_on_error=True):
+    def __init__(self, comm=None, abort_on_error=True, timeout_s=None):
         mpi = require_mpi()
         self.comm = mpi.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_root = self.rank == 0
         self._buffer = None
+        self.timeout_s = timeout_s
         self._stop = 0
         self.last = None  # the last step's Reduced result (global count, flags)
         if abort_on_error and self.size > 1:
@@ -78,36 +83,17 @@ class MPIStrategy:
 
     def allreduce_sum(self, array):
         """Element-wise float64 sum of ``array`` over the ranks."""
-        mpi = require_mpi()
-        out = np.array(array, dtype=np.float64)
-        self.comm.Allreduce(mpi.IN_PLACE, out, op=mpi.SUM)
-        return out
-
-    def any(self, flag):
-        """True on every rank when ``flag`` is true on any rank."""
-        return bool(self.allreduce_sum([bool(flag)])[0] > 0)
+        return allreduce_sum(self.comm, np.array(array, dtype=np.float64), self.timeout_s)
 
     def broadcast_model(self, model):
         """Copy rank 0's parameters and buffers into every rank's model, in place (at the
-        start of fitting, which also clears a stop request from an earlier fit)."""
+        start of fitting, which also clears a stop request and the fallback to local
+        BatchNorm statistics left by an earlier fit)."""
         self._stop, self.last = 0, None
+        BatchNormSync.enabled = True
         if self._buffer is None or self._buffer.names != list(model.params):
-            self._buffer = GradientBuffer(self.comm, model.params)
-        for name, array in sorted({**model.params, **model.buffers}.items()):
-            if not array.flags.c_contiguous:
-                raise ValueError(f"MPIStrategy.broadcast_model: {name!r} is not a contiguous array")
-            self.comm.Bcast(array, root=0)
-
-    def broadcast_arrays(self, arrays):
-        """Broadcast rank 0's values of a list of contiguous arrays in place."""
-        for array in arrays:
-            self.comm.Bcast(array, root=0)
-
-    def broadcast_object(self, value):
-        """Rank 0's ``value`` (JSON-able data: generator states, progress) on every rank."""
-        import json
-        text = self.comm.bcast(json.dumps(value) if self.is_root else None, root=0)
-        return json.loads(text)
+            self._buffer = GradientBuffer(self.comm, model.params, self.timeout_s)
+        broadcast_parameters(model, self.comm)
 
     def check_in_sync(self, model):
         """Raise :class:`RanksDiverged` on every rank when the parameters differ.
