@@ -116,6 +116,8 @@ class _BatchNorm(Layer):
         xhat, inv_std, shape, order, batch_stats = self._saved()
         self._check_dout(dout, shape)
         if xhat is None or xhat.shape[1] == 0:  # an empty batch (einsum may not zero an empty float16 sum)
+            if self.sync is not None and batch_stats:  # the other ranks wait for this one's (zero) sums
+                self.sync.gradient_sums(*[np.zeros(self.num_features, dout.dtype)] * 2, 0)
             return np.zeros_like(dout), {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
         drows = self._rows(dout, order)
         n = xhat.shape[1]

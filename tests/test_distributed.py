@@ -97,6 +97,25 @@ def test_k_ranks_with_sync_batchnorm_equal_one_process(tmp_path, ranks):
     assert_same_weights(reference, dict(np.load(tmp_path / "k.npz")))
 
 
+def test_sync_batchnorm_with_an_empty_rank(tmp_path):
+    # a global batch smaller than the number of ranks: the rank with nothing still takes
+    # part in the statistics, and the others normalise with the global ones
+    script = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
+              "import numpy as np\n"
+              "from distributed import world, convert_sync_batchnorm\n"
+              "from layers import BatchNorm2D\n"
+              "comm = world()\n"
+              "bn = convert_sync_batchnorm(BatchNorm2D(3), comm)\n"
+              "x = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)[comm.rank:comm.rank + 1]\n"
+              "out = bn.forward(x)\n"
+              "dx, grads = bn.backward(np.ones_like(out))\n"
+              "ref = BatchNorm2D(3).forward(np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2))\n"
+              "assert np.allclose(out, ref[comm.rank:comm.rank + 1], atol=1e-5), comm.rank\n"
+              "channel_means = np.arange(24).reshape(2, 3, 4).transpose(1, 0, 2).reshape(3, -1).mean(1)\n"
+              "assert np.allclose(bn.buffers['running_mean'], 0.1 * channel_means)\n")
+    run_ranks(3, "-c", script)
+
+
 # -- two hosts: two network namespaces joined by a veth pair ---------------------------------
 
 @contextmanager
