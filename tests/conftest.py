@@ -11,7 +11,12 @@ sys.path.insert(0, ROOT)  # examples/ is imported by the tests but is not an ins
 
 @pytest.fixture(autouse=True)
 def _registry_restored():
-    """Layer classes a test defines leave the registry when the test ends."""
+    """Layer classes a test defines leave the registry when the test ends.
+
+    Modules that define layers are imported first: a class registered by an import
+    inside a test would otherwise be dropped while its module stays cached."""
+    import examples.custom_layers  # noqa: F401
+    import models  # noqa: F401
     from layers.registry import LAYER_REGISTRY
     saved = dict(LAYER_REGISTRY)
     yield
