@@ -64,8 +64,9 @@ class Layer:
     Subclasses are registered (see :mod:`layers.registry`) so that saved models
     can be rebuilt from their JSON description; ``class Base(Layer,
     register=False)`` keeps an abstract base out of the registry. A subclass
-    that takes constructor arguments reports them from ``get_config``
-    (JSON-serialisable values only); saving checks that it does.
+    that takes constructor arguments reports every one of them from
+    ``get_config`` (JSON-serialisable values only), defaulted ones included,
+    except those listed in ``init_only``; saving checks that it does.
     """
 
     def __init_subclass__(cls, register=True, **kwargs):
@@ -74,6 +75,11 @@ class Layer:
             register_layer(cls)
 
     input_grad = True
+    # Constructor arguments that only set up the initial state (a random generator,
+    # an initialisation scheme): get_config need not report them, because their effect
+    # is in the saved arrays (a rebuilt Dropout draws from a fresh generator). Every
+    # other argument, defaulted or not, must be reported.
+    init_only = ()
 
     def __init__(self):
         self.params = {}

@@ -39,6 +39,8 @@ class Conv2D(Layer):
     otherwise backward unfolds again chunk by chunk.
     """
 
+    init_only = ("rng",)  # draws the initial weights, which are saved
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, init="he_normal", rng=None,
                  workspace_bytes=DEFAULT_WORKSPACE_BYTES):
@@ -82,9 +84,7 @@ class Conv2D(Layer):
         config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
                   "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                   "padding": self.padding, "dilation": list(self.dilation), "groups": self.groups,
-                  "bias": self.use_bias, "init": self.init}
-        if self.workspace_bytes != DEFAULT_WORKSPACE_BYTES:
-            config["workspace_bytes"] = self.workspace_bytes
+                  "bias": self.use_bias, "init": self.init, "workspace_bytes": self.workspace_bytes}
         return config
 
     def _out_hw(self, h, w):

@@ -40,6 +40,8 @@ class ConvTranspose2D(Layer):
         bias:   (out_channels,)
     """
 
+    init_only = ("rng",)  # draws the initial weights, which are saved
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  groups=1, bias=True, dilation=1, init="he_normal", rng=None):
         super().__init__()

@@ -16,6 +16,8 @@ class Dense(Layer):
         bias:   (out_features,)
     """
 
+    init_only = ("rng",)  # draws the initial weights, which are saved
+
     def __init__(self, in_features, out_features, bias=True, init="he_normal", rng=None):
         super().__init__()
         self.in_features = check_size("Dense", "in_features", in_features)

@@ -19,6 +19,8 @@ class Dropout(Layer):
         out: (N, *), same as x
     """
 
+    init_only = ("rng",)  # the masks' generator: a loaded layer gets a fresh one
+
     def __init__(self, p=0.5, rng=None):
         super().__init__()
         self.p = check_float("Dropout", "p", p, 0.0, 1.0, high_open=True)
@@ -54,6 +56,8 @@ class Dropout2D(Layer):
         x, out: (N, C, H, W)
         mask:   (N, C, 1, 1), drawn from ``rng`` per forward in training mode
     """
+
+    init_only = ("rng",)  # the masks' generator: a loaded layer gets a fresh one
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()

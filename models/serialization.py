@@ -4,9 +4,10 @@ A model is saved as its architecture (nested ``{"class", "config"}`` specs, JSON
 plus its parameters and buffers, in one archive (:mod:`models.archive`).
 
 Saving checks that the architecture can be rebuilt: every class is registered,
-every ``get_config`` is JSON, reports each required constructor argument and
-nothing the constructor does not take, and the layers rebuilt from the specs
-have the model's parameter and buffer names and shapes.
+every ``get_config`` is JSON, reports every constructor argument (defaulted or
+not) except those the class lists in ``init_only`` and nothing the constructor
+does not take, and the layers rebuilt from the specs have the model's parameter
+and buffer names and shapes.
 
 Loading changes nothing until everything is checked. ``load`` builds the
 declared architecture under :func:`layers.init.placeholders` (no memory for
@@ -73,10 +74,17 @@ def _check_config(cls, config):
         return  # the class rebuilds itself from its own config format
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     accepted = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    init_only = cls.init_only
+    if isinstance(init_only, str) or not all(isinstance(a, str) for a in init_only):
+        raise ValueError(f"{name}.init_only must be a tuple of argument names, got {init_only!r}")
+    for arg in init_only:
+        if arg not in accepted:
+            raise ValueError(f"{name}.init_only names {arg!r}, which the constructor does not take")
     for p in params:
-        if p.name in accepted and p.default is p.empty and p.name not in config:
+        if p.name in accepted and p.name not in init_only and p.name not in config:
             raise ValueError(f"{name}: constructor argument {p.name!r} is missing from get_config(), "
-                             "so a saved model could not rebuild this layer; return it from get_config()")
+                             "so a saved model could not rebuild this layer; return it from get_config() "
+                             f"(or list it in {name}.init_only if it only sets up the initial state)")
     if not any(p.kind == p.VAR_KEYWORD for p in params):
         unknown = sorted(set(config) - accepted)
         if unknown:
