@@ -1,8 +1,9 @@
 """``.npz`` archives of named arrays plus one JSON document, written atomically and
 read with bounded cost, never with pickle.
 
-Writing: the archive goes to a temporary file in the destination's directory,
-is flushed to disk and renamed over the destination, so a crash, a full disk
+Writing: the destination must be a regular file or not exist (a symlink is kept
+and its target written). The archive goes to a temporary file in the
+destination's directory, is flushed to disk and renamed over the destination, so a crash, a full disk
 or Ctrl-C leaves either the previous file or the new one, never a mixture.
 New files get the usual permissions (``0o666 & ~umask``); a replaced file keeps
 its mode. Temporary files of a writer that was killed are removed by the next
@@ -15,9 +16,11 @@ account for exactly the member's size, dtypes bool/int/uint/float only (the
 metadata string aside), and in all at most ``MAX_EXPANSION`` times the file's
 size (plus 1 MiB) and at most ``MAX_BYTES``.
 """
+import errno
 import json
 import math
 import os
+import stat
 import zipfile
 
 import numpy as np
@@ -34,19 +37,54 @@ MAX_EXPANSION = 16
 ARRAY_KINDS = "biuf"
 
 
-def _directory_problem(path):
-    """Why nothing can be written at ``path`` (None when nothing obvious is wrong)."""
+def _directory_problem(path, shown=None):
+    """Why nothing can be written at ``path`` (None when nothing obvious is wrong);
+    the message calls the destination ``shown`` (default ``path``)."""
+    shown = path if shown is None else shown
     if os.path.isdir(path):
-        return IsADirectoryError(f"cannot write {path}: it is a directory")
+        return IsADirectoryError(f"cannot write {shown}: it is a directory")
     directory = os.path.dirname(os.path.abspath(path))
     missing = directory
     while not os.path.exists(missing):
         missing = os.path.dirname(missing)
     if not os.path.isdir(missing):
-        return NotADirectoryError(f"cannot write {path}: {missing} is a file, not a directory")
+        return NotADirectoryError(f"cannot write {shown}: {missing} is a file, not a directory")
     if missing != directory:
-        return FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+        return FileNotFoundError(f"cannot write {shown}: directory {directory} does not exist")
     return None
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(path, verb):
+    """An error when ``path`` exists (through any symlinks) but is not a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return OSError(err.errno, f"cannot {verb} {path}: its symlinks form a loop")
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return OSError(f"cannot {verb} {path}: it is {kind}, not a regular file")
+
+
+def _destination(path):
+    """The file an archive for ``path`` replaces: ``path`` itself, or the final target
+    of a symlink (the link is kept and written through). Raises ``OSError`` naming
+    ``path`` when nothing can be written there."""
+    problem = _directory_problem(path) or _not_regular(path, "write")
+    if problem is not None:
+        raise problem
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    if target != path:
+        problem = _directory_problem(target, shown=f"{path} (a link to {target})")
+        if problem is not None:
+            raise problem
+    return target
 
 
 def _write_error(path, err, existed):
@@ -60,14 +98,12 @@ def check_destination(path):
 
     Creates and removes a temporary file where :func:`write_archive` would, so a
     read-only directory or file system, a missing or non-directory parent and
-    a directory at ``path`` are all reported (``OSError`` naming ``path``)
-    before any work is done. Also removes stale temporary files there.
+    a directory, named pipe, device or socket at ``path`` are all reported
+    (``OSError`` naming ``path``) before any work is done. A symlink is followed:
+    the check is made where its target is. Also removes stale temporary files there.
     """
     path = os.fspath(path)
-    problem = _directory_problem(path)
-    if problem is not None:
-        raise problem
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(os.path.abspath(_destination(path)))
     remove_stale(directory, TEMP_PREFIX, TEMP_SUFFIX)
     try:
         f, tmp = create_temporary(directory, TEMP_PREFIX, TEMP_SUFFIX)
@@ -78,28 +114,30 @@ def check_destination(path):
 
 
 def write_archive(path, arrays, meta):
-    """Atomically write ``arrays`` (name -> ndarray) and JSON-able ``meta`` to ``path``."""
+    """Atomically write ``arrays`` (name -> ndarray) and JSON-able ``meta`` to ``path``.
+
+    ``path`` must be a regular file or not exist; a symlink is kept and its target
+    replaced (atomically, in the target's directory).
+    """
     path = os.fspath(path)
-    problem = _directory_problem(path)
-    if problem is not None:
-        raise problem
+    target = _destination(path)
     payload = {name: np.asarray(value) for name, value in arrays.items()}
     for name, value in payload.items():
         if value.dtype.kind not in ARRAY_KINDS:
             raise ValueError(f"cannot write {path}: entry {name!r} has dtype {value.dtype}; only bool, "
                              "integer and real floating arrays are stored")
     payload[META_KEY] = np.array(json.dumps(meta))
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(os.path.abspath(target))
     remove_stale(directory, TEMP_PREFIX, TEMP_SUFFIX)
-    existed = os.path.exists(path)
+    existed = os.path.exists(target)
     tmp = None
     try:
-        f, tmp = create_temporary(directory, TEMP_PREFIX, TEMP_SUFFIX, like=path)
+        f, tmp = create_temporary(directory, TEMP_PREFIX, TEMP_SUFFIX, like=target)
         with f:
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
         tmp = None
         fsync_directory(directory)
     except OSError as err:
@@ -119,6 +157,9 @@ def read_archive(path, max_bytes=MAX_BYTES):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot read {path}: it is a directory")
+    problem = _not_regular(path, "read")  # a named pipe would block, a device never end
+    if problem is not None:
+        raise problem
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         try:

@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -198,3 +199,78 @@ def test_check_destination_leaves_nothing_behind(tmp_path):
     check_destination(tmp_path / "ck.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]
     assert (tmp_path / "ck.npz").read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+@pytest.mark.parametrize("make, kind", [(os.mkfifo, "a named pipe")], ids=["fifo"])
+def test_a_destination_that_is_not_a_regular_file_is_refused_and_kept(tmp_path, make, kind, through_link):
+    special = tmp_path / "special.npz"
+    make(special)
+    path = special
+    if through_link:
+        path = tmp_path / "link.npz"
+        path.symlink_to(special)
+    for fn in (check_destination, lambda p: write_archive(p, {"x": np.zeros(1)}, {})):
+        with pytest.raises(OSError, match=f"cannot write {path}: .*{kind}, not a regular file"):
+            fn(path)
+    assert stat.S_ISFIFO(os.lstat(special).st_mode)
+    assert not through_link or os.path.islink(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"special.npz", path.name})
+
+
+def test_reading_a_named_pipe_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "m.npz"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer, so that even a plain open returns
+    try:
+        with pytest.raises(OSError, match=f"cannot read {path}: it is a named pipe, not a regular file"):
+            read_archive(path)
+    finally:
+        os.close(fd)
+
+
+def test_a_symlinked_destination_is_written_through_atomically(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "m.npz"
+    write_archive(target, {"x": np.zeros(1)}, {"v": 1})
+    os.chmod(target, 0o600)
+    link = tmp_path / "m.npz"
+    link.symlink_to(os.path.join("real", "m.npz"))  # relative, as ln -s makes it
+    check_destination(link)
+    write_archive(link, {"x": np.ones(2)}, {"v": 2})
+    assert os.path.islink(link) and os.readlink(link) == os.path.join("real", "m.npz")
+    arrays, meta = read_archive(target)
+    assert meta == {"v": 2} and arrays["x"].tolist() == [1.0, 1.0]
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "real"]
+    assert [p.name for p in (tmp_path / "real").iterdir()] == ["m.npz"]
+
+
+def test_a_dangling_symlink_creates_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "m.npz"
+    link.symlink_to(tmp_path / "real" / "new.npz")
+    write_archive(link, {"x": np.ones(1)}, {})
+    assert os.path.islink(link) and read_archive(tmp_path / "real" / "new.npz")[0]["x"].tolist() == [1.0]
+
+
+def test_a_symlink_to_a_directory_is_refused(tmp_path):
+    (tmp_path / "dir").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "dir")
+    with pytest.raises(IsADirectoryError, match=f"cannot write {link}: it is a directory"):
+        write_archive(link, {"x": np.ones(1)}, {})
+    assert os.path.islink(link) and not list((tmp_path / "dir").iterdir())
+
+
+def test_symlink_loops_and_links_into_missing_directories_are_refused(tmp_path):
+    (tmp_path / "a.npz").symlink_to(tmp_path / "b.npz")
+    (tmp_path / "b.npz").symlink_to(tmp_path / "a.npz")
+    (tmp_path / "c.npz").symlink_to(tmp_path / "missing" / "c.npz")
+    cases = [(tmp_path / "a.npz", "its symlinks form a loop"),
+             (tmp_path / "c.npz", r"\(a link to .*missing/c.npz\): directory .*missing does not exist")]
+    for path, message in cases:
+        for fn in (check_destination, lambda p: write_archive(p, {"x": np.zeros(1)}, {})):
+            with pytest.raises(OSError, match=f"cannot write {path}.*{message}"):
+                fn(path)
+    assert all(os.path.islink(p) for p in tmp_path.iterdir()) and len(list(tmp_path.iterdir())) == 3

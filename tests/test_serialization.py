@@ -3,6 +3,7 @@ back, and answers any malformed archive with one ValueError naming the file."""
 import io
 import json
 import os
+import stat
 import tempfile
 import tracemalloc
 import zipfile
@@ -367,3 +368,16 @@ def test_readme_saving_snippet_runs(tmp_path, monkeypatch):
     exec(compile(block, "README: saving", "exec"), namespace)
     assert_unchanged(namespace["same"], snapshot(namespace["model"]))
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_save_refuses_a_named_pipe_and_writes_through_a_symlink(tmp_path, rng):
+    model = Sequential(L.Dense(3, 2, rng=rng))
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(OSError, match="pipe.npz: it is a named pipe, not a regular file"):
+        model.save(tmp_path / "pipe.npz")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.npz").st_mode)
+    (tmp_path / "link.npz").symlink_to("model.npz")
+    model.save(tmp_path / "link.npz")
+    assert os.path.islink(tmp_path / "link.npz")
+    np.testing.assert_array_equal(models.load(tmp_path / "model.npz").params["0.weight"],
+                                  model.params["0.weight"])
