@@ -9,6 +9,10 @@ not) except those the class lists in ``init_only`` and nothing the constructor
 does not take, and the layers rebuilt from the specs have the model's parameter
 and buffer names and shapes.
 
+Non-finite parameters or buffers (NaN, inf) are refused both ways: ``save``
+does not write them and the loaders reject a file that holds them, naming the
+entry (``numpy.load`` still reads such a file's arrays).
+
 Loading changes nothing until everything is checked. ``load`` builds the
 declared architecture under :func:`layers.init.placeholders` (no memory for
 parameters), checks every saved array's name, shape and dtype against it, and
@@ -163,8 +167,8 @@ def check_model_arrays(model, arrays, source, prefix="", converting=True):
     """Check that ``arrays`` hold exactly the model's params and buffers, each of the
     model's shape and a compatible dtype (real floating for floating entries, the
     same kind otherwise; when ``converting`` to the model's dtypes, values that a
-    narrower dtype cannot hold are refused). Raises ValueError naming ``source``
-    and the entry."""
+    narrower dtype cannot hold are refused), floating entries finite. Raises
+    ValueError naming ``source`` and the entry."""
     expected = _expected(model, prefix)
     saved = {k for k in arrays if k.startswith((prefix + "params/", prefix + "buffers/"))}
     missing, unexpected = sorted(set(expected) - saved), sorted(saved - set(expected))
@@ -178,6 +182,9 @@ def check_model_arrays(model, arrays, source, prefix="", converting=True):
         want = "f" if target.dtype.kind == "f" else target.dtype.kind
         if value.dtype.kind != want or (want == "f" and value.dtype.itemsize not in (2, 4, 8)):
             raise ValueError(f"{source}: {name} has dtype {value.dtype}, the model expects {target.dtype}")
+        if want == "f" and not np.isfinite(value).all():
+            raise ValueError(f"{source}: {name} holds non-finite values (NaN or inf); numpy.load "
+                             "still reads the file's arrays")
         if converting and value.dtype.itemsize > target.dtype.itemsize and want == "f":
             with np.errstate(over="ignore"):
                 if not np.array_equal(np.isfinite(value), np.isfinite(value.astype(target.dtype))):
@@ -251,7 +258,12 @@ def save_model(model, path):
     """Write the model's architecture (JSON), parameters and buffers to ``path``."""
     spec = layer_spec(model)
     check_rebuilds(model, spec)
-    write_archive(path, model_arrays(model), {"format": FORMAT, "architecture": spec})
+    arrays = model_arrays(model)
+    for name, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"cannot save {path}: {name} holds non-finite values (NaN or inf), which "
+                             "load would refuse")
+    write_archive(path, arrays, {"format": FORMAT, "architecture": spec})
 
 
 def load(path):

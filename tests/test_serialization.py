@@ -96,6 +96,31 @@ def test_load_weights_refuses_values_a_narrower_dtype_cannot_hold(tmp_path, rng)
     assert_unchanged(target, before)
 
 
+@pytest.mark.parametrize("entry", ["params/0.weight", "buffers/1.running_var"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_weights_are_refused_by_load_and_save(tmp_path, rng, entry, value):
+    model = small_model(rng)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    arrays, meta = read_archive(path)
+    arrays[entry].flat[-1] = value
+    np.savez(path, **arrays, **{META_KEY: np.array(json.dumps(meta))})  # a crafted file
+    message = f"m\\.npz: {entry} holds non-finite values"
+    target = small_model(np.random.default_rng(7))
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=message):
+        models.load_weights(target, path)
+    assert_unchanged(target, before)
+    with pytest.raises(ValueError, match=message):
+        models.load(path)
+    assert np.load(path)[entry].flat[-1] == value or np.isnan(value)  # still readable with numpy
+    kind, key = entry.split("/")
+    getattr(model, kind)[key].flat[-1] = value
+    with pytest.raises(ValueError, match=f"cannot save .*new.npz: {entry} holds non-finite values"):
+        model.save(tmp_path / "new.npz")
+    assert not (tmp_path / "new.npz").exists()
+
+
 def test_load_keeps_the_saved_dtypes_bit_exactly(tmp_path, rng):
     model = small_model(rng).astype(np.float64)
     model.save(tmp_path / "m.npz")
