@@ -72,3 +72,55 @@ def test_shape_mismatch_is_reported(rng):
         Multiply(L.Dense(4, 3, rng=rng), L.Dense(4, 2, rng=rng)).output_shape((4,))
     with pytest.raises(ValueError, match="differ"):
         Residual(L.Dense(4, 3, rng=rng)).forward(np.zeros((2, 4), np.float32))
+
+
+def _refused(build, positions):
+    with pytest.raises(ValueError, match="used only once") as info:
+        build()
+    for position in positions:
+        assert repr(position) in str(info.value)
+    assert "build two layers" in str(info.value)
+
+
+def test_one_layer_object_twice_is_refused_in_every_branching_container(rng):
+    d = L.Dense(3, 3, rng=rng)
+    _refused(lambda: Residual(d, d), ["block", "shortcut"])
+    _refused(lambda: Multiply(d, d), ["branch_a", "branch_b"])
+    _refused(lambda: models.Concat([d, d]), ["0", "1"])
+    _refused(lambda: models.Concat([Sequential(d), L.Tanh(), Sequential(L.ReLU(), d)]), ["0.0", "2.1"])
+
+
+def test_a_layer_inside_a_block_and_outside_it_is_refused(rng):
+    d = L.Dense(3, 3, rng=rng)
+    block = Residual(Sequential(L.Tanh(), d))
+    _refused(lambda: Sequential(block, d), ["0.block.1", "1"])
+    _refused(lambda: Sequential(block, L.ReLU(), block), ["0", "2"])
+    _refused(lambda: Multiply(block, Sequential(d)), ["branch_a.block.1", "branch_b.0"])
+    # two distinct layers are fine, and so is one container reused across separate models
+    Sequential(block, L.Dense(3, 3, rng=rng))
+    Sequential(block)
+
+
+def test_any_container_subclass_checks_its_children(rng):
+    class Pair(models.Container):
+        def __init__(self, first, second):
+            super().__init__()
+            self.first, self.second = first, second
+
+        def named_children(self):
+            return [("first", self.first), ("second", self.second)]
+
+    class Tagged(Sequential):
+        """Adds a child after Sequential's constructor returns: checked once it is set."""
+
+        def __init__(self, head, *layers):
+            super().__init__(*layers)
+            self.head = head
+
+        def named_children(self):
+            return super().named_children() + [("head", self.head)]
+
+    d = L.Dense(3, 3, rng=rng)
+    _refused(lambda: Pair(d, d), ["first", "second"])
+    _refused(lambda: Tagged(d, L.Tanh(), d), ["1", "head"])
+    assert Tagged(L.ReLU(), d).children()[-1].__class__ is L.ReLU

@@ -1,4 +1,6 @@
 """Sequential: order of params and grads, shape validation, predict, summary, save/load."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -211,3 +213,16 @@ def test_help_on_train_shows_a_docstring():
     text = pydoc.render_doc(L.Layer.train, renderer=pydoc.plaintext)
     assert "Set training mode" in text and "backward" in text and "---" not in text
     assert L.Layer.eval.__doc__ and L.Layer.astype.__doc__
+
+
+def test_one_layer_object_twice_is_refused(rng):
+    d = L.Dense(3, 3, rng=rng)
+    with pytest.raises(ValueError, match=r"Sequential: the same Dense object is at position '0' and at '2'.*"
+                                         r"Sharing weights is not supported: build two layers"):
+        Sequential(d, L.Tanh(), d)
+    with pytest.raises(ValueError, match="'0.1' and at '1'"):
+        Sequential([Sequential(L.Tanh(), d), d])
+    # two layers with the same initial weights are the supported way, and they check out
+    model = Sequential(d, L.Tanh(), copy.deepcopy(d)).astype(np.float64)
+    report = check_layer(model, away_from_kinks(rng, (2, 3)))
+    assert report.passed(), str(report)
