@@ -14,7 +14,9 @@ class Sequential(Container):
 
     ``Sequential(l1, l2, ...)`` or ``Sequential([l1, l2, ...])``. Given
     ``input_shape`` (per sample, no batch axis) the whole chain of shapes is
-    checked at construction, so a mismatch is reported before any data flows.
+    checked at construction, so a mismatch is reported before any data flows,
+    and ``forward`` refuses a batch of any other per-sample shape (a channels-last
+    image batch would otherwise pass a leading Flatten as scrambled pixels).
 
     A layer computes in its input's dtype, so a float64 batch into a model with
     float32 parameters (the default) computes in float64: slower, with float64
@@ -84,11 +86,21 @@ class Sequential(Container):
         return shape
 
     def forward(self, x):
+        if self.input_shape is not None and x.shape[1:] != self.input_shape:
+            self._refuse_input(x)
         if not self._dtype_warned and getattr(x, "dtype", np.dtype(np.float32)).itemsize > 4:
             self._warn_wider_input(x)
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+    def _refuse_input(self, x):
+        expected = "(" + ", ".join(["N", *map(str, self.input_shape)]) + ")"
+        hint = ""
+        if len(self.input_shape) == 3 and x.shape[1:] == (*self.input_shape[1:], self.input_shape[0]):
+            hint = "; images are NCHW: this batch looks channels-last (NHWC), pass x.transpose(0, 3, 1, 2)"
+        raise ValueError(f"Sequential: expected input of shape {expected} (input_shape={self.input_shape}), "
+                         f"got {tuple(x.shape)}{hint}")
 
     def _warn_wider_input(self, x):
         dtype = getattr(x, "dtype", None)

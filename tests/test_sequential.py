@@ -226,3 +226,28 @@ def test_one_layer_object_twice_is_refused(rng):
     model = Sequential(d, L.Tanh(), copy.deepcopy(d)).astype(np.float64)
     report = check_layer(model, away_from_kinks(rng, (2, 3)))
     assert report.passed(), str(report)
+
+
+def test_forward_checks_the_input_against_input_shape(rng):
+    model = Sequential(L.Flatten(), L.Dense(48, 3, rng=rng), input_shape=(3, 4, 4))
+    channels_last = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"Sequential: expected input of shape \(N, 3, 4, 4\).*got \(2, 4, 4, 3\)"
+                                         r".*x\.transpose\(0, 3, 1, 2\)"):
+        model.forward(channels_last)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 3, 4, 4\).*got \(2, 48\)$"):
+        model.forward(np.zeros((2, 48), np.float32))
+    with pytest.raises(ValueError, match=r"got \(2, 4, 4, 3\)"):
+        model.predict(channels_last)
+    assert model.forward(channels_last.transpose(0, 3, 1, 2)).shape == (2, 3)
+    assert model.predict(np.zeros((0, 3, 4, 4), np.float32)).shape == (0, 3)
+    # without input_shape the layers alone decide what they accept
+    assert Sequential(L.Flatten(), L.Dense(48, 3, rng=rng)).forward(channels_last).shape == (2, 3)
+
+
+def test_zoo_models_check_their_input(rng):
+    for name, builder in models.zoo.MODELS.items():
+        model = builder(rng=rng)
+        assert model.input_shape is not None, name
+        c, h, w = model.input_shape
+        with pytest.raises(ValueError, match="channels-last"):
+            model.forward(np.zeros((1, h, w, c), np.float32))
