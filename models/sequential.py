@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 
 from layers.base import DtypeWarning, Layer, no_grad
+from layers.validation import check_size
 
 from .container import Container
 from .serialization import build_layer, layer_spec
@@ -133,6 +134,7 @@ class Sequential(Container):
     def predict(self, x, batch_size=256):
         """Eval-mode forward in batches under ``no_grad`` (caching nothing); restores the
         previous mode. ``x`` with 0 rows gives ``(0, *output_shape)``."""
+        batch_size = check_size("Sequential.predict", "batch_size", batch_size)
         was_training = self.training
         self.eval()
         try:

@@ -251,3 +251,14 @@ def test_zoo_models_check_their_input(rng):
         c, h, w = model.input_shape
         with pytest.raises(ValueError, match="channels-last"):
             model.forward(np.zeros((1, h, w, c), np.float32))
+
+
+@pytest.mark.parametrize("batch_size, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError),
+                                               (True, TypeError), (None, TypeError)])
+def test_predict_refuses_a_bad_batch_size(rng, batch_size, error):
+    model = Sequential(L.Dense(4, 2, rng=rng))
+    was_training = model.training
+    with pytest.raises(error, match="Sequential.predict: batch_size must be"):
+        model.predict(np.zeros((5, 4), np.float32), batch_size=batch_size)
+    assert model.training == was_training
+    assert model.predict(np.ones((5, 4), np.float32), batch_size=2).shape == (5, 2)
