@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from layers.base import no_grad
+from layers.validation import check_size
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ def predict(model, x, batch_size=500):
     """``model``'s eval-mode outputs for ``x`` in batches, keeping nothing for backward
     (any layer: a container's own ``predict`` is used when it has one); the previous
     mode is restored. 0 rows give ``(0, *output_shape)``."""
+    batch_size = check_size("predict", "batch_size", batch_size)
     if len(x) == 0:
         return np.empty((0, *model.output_shape(x.shape[1:])), dtype=x.dtype)
     if hasattr(model, "predict"):

@@ -9,6 +9,7 @@ import pytest
 import layers as L
 from models import Sequential
 from models.callbacks import Callback, Checkpoint
+from models.evaluation import predict
 from models.serialization import read_archive
 from models.strategy import LocalStrategy
 from models.trainer import Trainer, TrainingStopped
@@ -319,3 +320,10 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     assert trainer.interrupted and trainer.stop_signal == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is previous
     assert read_archive(ck)[1]["progress"]["global_step"] == 3
+
+
+@pytest.mark.parametrize("batch_size, error", [(0, ValueError), (1.5, TypeError)])
+def test_predict_on_any_layer_refuses_a_bad_batch_size(batch_size, error):
+    with pytest.raises(error, match="predict: batch_size must be"):
+        predict(L.Tanh(), np.zeros((3, 2), np.float32), batch_size=batch_size)
+    np.testing.assert_array_equal(predict(L.Tanh(), np.zeros((3, 2), np.float32), batch_size=2), 0)
