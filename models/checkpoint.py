@@ -130,6 +130,9 @@ def _short(value, limit=60):
 def _optimizer_state(path, optimizer, scalars, arrays):
     """The dict for ``optimizer.load_state_dict``, every entry checked."""
     current = {k: v for k, v in optimizer.state_dict().items() if not isinstance(v, np.ndarray)}
+    # checkpoints written before hyper-parameters were saved keep the current ones
+    hyper = optimizer.hyperparameters()
+    current = {k: v for k, v in current.items() if k in scalars or k not in hyper}
     _check_like(path, "optimizer", scalars, current)
     state = dict(scalars)
     for key, value in arrays.items():

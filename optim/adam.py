@@ -20,12 +20,25 @@ class Adam(Optimizer):
         name = type(self).__name__
         if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        b1 = check_float(name, "beta1", betas[0], 0.0, 1.0, high_open=True)
-        b2 = check_float(name, "beta2", betas[1], 0.0, 1.0, high_open=True)
-        eps = check_float(name, "eps", eps, 0.0)
-        weight_decay = check_float(name, "weight_decay", weight_decay, 0.0)
+        hyper = self._checked_hyperparameters(
+            {"beta1": betas[0], "beta2": betas[1], "eps": eps, "weight_decay": weight_decay})
         super().__init__(params, lr)
-        self.betas, self.eps, self.weight_decay = (b1, b2), eps, weight_decay
+        self._set_hyperparameters(hyper)
+
+    def hyperparameters(self):
+        """``betas`` is saved as ``beta1`` and ``beta2``."""
+        return {"beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def _checked_hyperparameters(self, values):
+        name = type(self).__name__
+        out = {key: check_float(name, key, values[key], 0.0, 1.0, high_open=True) for key in ("beta1", "beta2")}
+        out.update({key: check_float(name, key, values[key], 0.0) for key in ("eps", "weight_decay")})
+        return out
+
+    def _set_hyperparameters(self, values):
+        self.betas = (values["beta1"], values["beta2"])
+        self.eps, self.weight_decay = values["eps"], values["weight_decay"]
 
     def _update(self, p, g, state):
         dt = p.dtype.type

@@ -1,7 +1,7 @@
 """What every optimizer shares: the parameter list, validation, state save/restore."""
 import numpy as np
 
-from layers.validation import check_float
+from layers.validation import check_float, check_size
 
 
 class Optimizer:
@@ -85,25 +85,57 @@ class Optimizer:
     def _update(self, p, g, state):
         raise NotImplementedError
 
+    def hyperparameters(self):
+        """Every setting besides ``lr``, name -> value (``state_dict`` saves them)."""
+        return {}
+
+    def _checked_hyperparameters(self, values):
+        """``values`` (the keys of :meth:`hyperparameters`) validated as the constructor does."""
+        return {}
+
+    def _set_hyperparameters(self, values):
+        for name, value in values.items():
+            setattr(self, name, value)
+
     def state_dict(self):
-        """Flat dict: scalars (lr, hyper-parameters, step) and per-parameter state arrays."""
-        out = {"lr": self.lr, "step_count": self.step_count}
+        """Flat dict: scalars (``lr``, every hyper-parameter, ``step_count``) and
+        per-parameter state arrays (``state.<i>.<name>``)."""
+        out = {"lr": self.lr, **self.hyperparameters(), "step_count": self.step_count}
         for i, state in enumerate(self.state):
             for key, value in state.items():
                 out[f"state.{i}.{key}"] = value
         return out
 
     def load_state_dict(self, state):
-        """Restore from :meth:`state_dict` output (shapes checked before anything changes)."""
+        """Restore from :meth:`state_dict` output, as ``torch.optim.Optimizer.load_state_dict``
+        does: the saved learning rate, hyper-parameters, step count and state replace the
+        current ones. Everything is validated first (values as the constructor checks them,
+        state shapes against the parameters); on error nothing changes. A hyper-parameter
+        missing from ``state`` (saved by an older version) keeps its current value."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        current = self.hyperparameters()
         new = [dict() for _ in self.params]
         for key, value in state.items():
-            if not key.startswith("state."):
-                continue
-            _, i, name = key.split(".", 2)
-            i = int(i)
-            if i >= len(self.params) or np.shape(value) != self.params[i].shape:
-                raise ValueError(f"{type(self).__name__}: saved state {key!r} does not match the parameters")
-            new[i][name] = np.array(value, dtype=self.params[i].dtype)
-        self.lr = float(state["lr"])
-        self.step_count = int(state["step_count"])
-        self.state = new
+            if key.startswith("state."):
+                parts = key.split(".", 2)
+                i = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else len(self.params)
+                if i >= len(self.params) or np.shape(value) != self.params[i].shape:
+                    raise ValueError(f"{owner}: saved state {key!r} does not match the parameters")
+                new[i][parts[2]] = np.array(value, dtype=self.params[i].dtype)
+            elif key not in current and key not in ("lr", "step_count"):
+                raise ValueError(f"{owner}: unexpected entry {key!r} (expected lr, step_count, "
+                                 f"{', '.join(current) or 'no hyper-parameters'} and state.*)")
+        for key in ("lr", "step_count"):
+            if key not in state:
+                raise ValueError(f"{owner}: no {key!r} entry")
+        hyper = dict(current)
+        for name, like in current.items():
+            if name in state:
+                if isinstance(like, bool) and not isinstance(state[name], (bool, np.bool_)):
+                    raise TypeError(f"{owner}: {name} must be a bool, got {state[name]!r}")
+                hyper[name] = state[name]
+        hyper = self._checked_hyperparameters(hyper)
+        lr = check_float(owner, "lr", state["lr"], 0.0)
+        step_count = check_size(owner, "step_count", state["step_count"], 0)
+        self._set_hyperparameters(hyper)
+        self.lr, self.step_count, self.state = lr, step_count, new

@@ -14,12 +14,21 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        momentum = check_float("SGD", "momentum", momentum, 0.0)
-        weight_decay = check_float("SGD", "weight_decay", weight_decay, 0.0)
+        hyper = self._checked_hyperparameters(
+            {"momentum": momentum, "nesterov": bool(nesterov), "weight_decay": weight_decay})
+        super().__init__(params, lr)
+        self._set_hyperparameters(hyper)
+
+    def hyperparameters(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+    def _checked_hyperparameters(self, values):
+        momentum = check_float("SGD", "momentum", values["momentum"], 0.0)
+        weight_decay = check_float("SGD", "weight_decay", values["weight_decay"], 0.0)
+        nesterov = bool(values["nesterov"])
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov momentum needs momentum > 0")
-        super().__init__(params, lr)
-        self.momentum, self.nesterov, self.weight_decay = momentum, bool(nesterov), weight_decay
+        return {"momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
 
     def _update(self, p, g, state):
         dt = p.dtype.type

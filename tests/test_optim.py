@@ -99,6 +99,66 @@ def test_optimizer_state_round_trip():
     np.testing.assert_array_equal(p1["w"], p2["w"])
 
 
+@pytest.mark.parametrize("saved, fresh", [
+    (lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), lambda p: SGD(p, lr=0.5)),
+    (lambda p: Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1), lambda p: Adam(p)),
+    (lambda p: AdamW(p, lr=0.01, betas=(0.5, 0.9), eps=1e-4, weight_decay=0.2), lambda p: AdamW(p))])
+def test_state_dict_restores_every_hyper_parameter(saved, fresh):
+    g = np.array([0.3, -0.7], np.float32)
+    p1, p2 = params(), params()
+    a = saved(p1)
+    a.step({"w": g})
+    b = fresh(p2)
+    p2["w"][...] = p1["w"]
+    b.load_state_dict(a.state_dict())
+    assert b.hyperparameters() == a.hyperparameters() and b.lr == a.lr
+    for _ in range(3):
+        a.step({"w": g})
+        b.step({"w": g})
+    np.testing.assert_array_equal(p1["w"], p2["w"])
+
+
+def test_state_dict_names_the_hyper_parameters():
+    assert set(SGD(params(), lr=0.1).state_dict()) == {"lr", "momentum", "nesterov", "weight_decay",
+                                                       "step_count"}
+    assert set(Adam(params()).state_dict()) == {"lr", "beta1", "beta2", "eps", "weight_decay", "step_count"}
+
+
+@pytest.mark.parametrize("key, bad, error", [
+    ("momentum", -0.5, ValueError), ("momentum", float("nan"), ValueError), ("nesterov", 1, TypeError),
+    ("weight_decay", "0.1", TypeError), ("lr", -1.0, ValueError), ("step_count", 1.5, TypeError),
+    ("dampening", 0.1, ValueError), ("state.0.momentum_buffer", np.zeros(3, np.float32), ValueError),
+    ("state.x.momentum_buffer", np.zeros(2, np.float32), ValueError)])
+def test_load_state_dict_validates_before_changing_anything(key, bad, error):
+    a = SGD(params(), lr=0.1, momentum=0.9)
+    a.step({"w": np.ones(2, np.float32)})
+    b = SGD(params(), lr=0.2, momentum=0.5)
+    before = b.state_dict()
+    state = {**a.state_dict(), key: bad}
+    with pytest.raises(error):
+        b.load_state_dict(state)
+    assert b.state_dict() == before
+
+
+def test_nesterov_without_momentum_is_refused_on_load():
+    state = {**SGD(params(), lr=0.1, momentum=0.9, nesterov=True).state_dict(), "momentum": 0.0}
+    b = SGD(params(), lr=0.1, momentum=0.5)
+    with pytest.raises(ValueError, match="nesterov"):
+        b.load_state_dict(state)
+    assert b.momentum == 0.5 and not b.nesterov
+
+
+def test_state_dict_without_hyper_parameters_still_loads():
+    """A state dict saved before hyper-parameters were included keeps the current ones."""
+    a = SGD(params(), lr=0.1, momentum=0.9)
+    a.step({"w": np.ones(2, np.float32)})
+    old = {k: v for k, v in a.state_dict().items() if k not in a.hyperparameters()}
+    b = SGD(params(), lr=0.3, momentum=0.5)
+    b.load_state_dict(old)
+    assert (b.lr, b.momentum, b.step_count) == (0.1, 0.5, 1)
+    np.testing.assert_array_equal(b.state[0]["momentum_buffer"], a.state[0]["momentum_buffer"])
+
+
 def lr_after(schedule_cls, steps, **kw):
     opt = SGD(params(), lr=1.0)
     sched = schedule_cls(opt, **kw)

@@ -9,6 +9,7 @@ import pytest
 import layers as L
 from models import Sequential
 from models.callbacks import Callback, Checkpoint
+from models.archive import write_archive
 from models.evaluation import predict
 from models.serialization import read_archive
 from models.strategy import LocalStrategy
@@ -29,12 +30,12 @@ def jitter(x, rng):
     return x + np.float32(0.05) * rng.standard_normal(x.shape, dtype=np.float32)
 
 
-def make_trainer(callbacks=(), seed=0, lr=0.05):
+def make_trainer(callbacks=(), seed=0, lr=0.05, momentum=0.9, weight_decay=1e-4):
     """A network with every kind of state: params, BatchNorm buffers, a Dropout generator."""
     rng = np.random.default_rng(seed)
     model = Sequential(L.Dense(4, 16, rng=rng), L.BatchNorm1D(16), L.ReLU(), L.Dropout(0.2, rng=rng),
                        L.Dense(16, 3, rng=rng))
-    opt = SGD(model.params, lr, momentum=0.9, weight_decay=1e-4)
+    opt = SGD(model.params, lr, momentum=momentum, weight_decay=weight_decay)
     return Trainer(model, L.SoftmaxCrossEntropy(), opt, StepLR(opt, 5, 0.5), rng=seed + 1, callbacks=callbacks)
 
 
@@ -100,6 +101,35 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path, stop_after):
     resumed.fit(x, y, epochs=3, batch_size=40, augment=jitter)
     assert_same(params(straight), params(resumed))
     assert resumed.optimizer.lr == straight.optimizer.lr
+
+
+def test_resume_restores_the_optimizer_hyper_parameters(tmp_path):
+    """A checkpoint of SGD(momentum=0.9) resumed into SGD(momentum=0.5) continues with 0.9."""
+    x, y = blobs()
+    straight = make_trainer()
+    straight.fit(x, y, epochs=2, batch_size=40)
+    first = make_trainer()
+    first.fit(x, y, epochs=2, batch_size=40, max_steps=4)
+    first.save_checkpoint(tmp_path / "ck.npz")
+    resumed = make_trainer(momentum=0.5, weight_decay=0.0)
+    resumed.resume(tmp_path / "ck.npz")
+    assert (resumed.optimizer.momentum, resumed.optimizer.weight_decay) == (0.9, 1e-4)
+    resumed.fit(x, y, epochs=2, batch_size=40)
+    assert_same(params(straight), params(resumed))
+
+
+def test_a_checkpoint_without_hyper_parameters_still_resumes(tmp_path):
+    """Checkpoints written before hyper-parameters were saved load; the current ones stay."""
+    x, y = blobs()
+    first = make_trainer()
+    first.fit(x, y, epochs=1, batch_size=40)
+    first.save_checkpoint(tmp_path / "ck.npz")
+    arrays, meta = read_archive(tmp_path / "ck.npz")
+    meta["optimizer"] = {k: meta["optimizer"][k] for k in ("lr", "step_count")}
+    write_archive(tmp_path / "old.npz", arrays, meta)
+    resumed = make_trainer(momentum=0.5)
+    assert resumed.resume(tmp_path / "old.npz")["epoch"] == 1
+    assert resumed.optimizer.momentum == 0.5 and resumed.optimizer.step_count == 3
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
