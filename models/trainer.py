@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from layers.init import make_rng
+from layers.validation import check_size
 
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -133,15 +134,25 @@ class Trainer:
         ``peak_rss_mb``; the ``test_`` fields with ``validation`` only).
         A stop by ``max_steps`` inside an epoch records the partial epoch but keeps the
         position, so a resumed run finishes that epoch exactly.
+        ``epochs`` and ``batch_size`` are integers >= 1, ``max_steps`` None or an
+        integer >= 1; ``x`` and ``y`` are numpy arrays with the same number of rows.
         Raises :class:`TrainingStopped` when a loss or gradient is not finite (nothing
         is updated then) or when the update leaves a non-finite parameter, buffer or
         optimizer state.
         """
-        if len(x) != len(y) or len(x) == 0:
-            raise ValueError(f"Trainer.fit: need as many targets as inputs, at least one; got {len(x)} and {len(y)}")
+        for name, value in (("x", x), ("y", y)):
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"Trainer.fit: {name} must be a numpy array, got {type(value).__name__}")
+        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"Trainer.fit: need as many targets as inputs, at least one; got x of shape "
+                             f"{x.shape} and y of shape {y.shape}")
+        epochs = check_size("Trainer.fit", "epochs", epochs)
+        batch_size = check_size("Trainer.fit", "batch_size", batch_size)
+        if max_steps is not None:
+            max_steps = check_size("Trainer.fit", "max_steps", max_steps)
         self.epochs, self.batch_size = epochs, batch_size
         self.steps_per_epoch = self.epoch_steps(len(x), batch_size)
-        stop_at = min(self.steps_per_epoch * epochs, max_steps or math.inf)
+        stop_at = min(self.steps_per_epoch * epochs, math.inf if max_steps is None else max_steps)
         self.interrupted, self.stop_signal = False, None
         self.strategy.broadcast_model(self.model)
         with self._catch_signals(), self._no_input_grad():

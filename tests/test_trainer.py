@@ -357,3 +357,38 @@ def test_predict_on_any_layer_refuses_a_bad_batch_size(batch_size, error):
     with pytest.raises(error, match="predict: batch_size must be"):
         predict(L.Tanh(), np.zeros((3, 2), np.float32), batch_size=batch_size)
     np.testing.assert_array_equal(predict(L.Tanh(), np.zeros((3, 2), np.float32), batch_size=2), 0)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"max_steps": 0}, ValueError, "max_steps must be >= 1"),
+    ({"max_steps": 2.0}, TypeError, "max_steps must be an integer"),
+    ({"epochs": -1}, ValueError, "epochs must be >= 1"),
+    ({"epochs": 0}, ValueError, "epochs must be >= 1"),
+    ({"epochs": 1.5}, TypeError, "epochs must be an integer"),
+    ({"epochs": True}, TypeError, "epochs must be an integer"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ({"batch_size": 16.0}, TypeError, "batch_size must be an integer")])
+def test_fit_refuses_bad_counts_before_training(kwargs, error, match):
+    x, y = blobs()
+    trainer = make_trainer()
+    before = params(trainer)
+    with pytest.raises(error, match=f"Trainer.fit: {match}"):
+        trainer.fit(x, y, **{"epochs": 1, "batch_size": 16, **kwargs})
+    assert_same(before, params(trainer))
+    assert trainer.progress["global_step"] == 0
+
+
+@pytest.mark.parametrize("which", ["x", "y"])
+def test_fit_requires_numpy_arrays(which):
+    x, y = blobs()
+    data = {"x": x, "y": y}
+    data[which] = data[which].tolist()
+    with pytest.raises(TypeError, match=f"Trainer.fit: {which} must be a numpy array, got list"):
+        make_trainer().fit(data["x"], data["y"], epochs=1, batch_size=16)
+
+
+def test_fit_takes_numpy_integer_counts():
+    x, y = blobs()
+    trainer = make_trainer()
+    trainer.fit(x, y, epochs=np.int64(1), batch_size=np.int32(40), max_steps=np.int64(2))
+    assert trainer.progress["global_step"] == 2
