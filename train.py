@@ -30,6 +30,10 @@ from optim import SGD, Adam, AdamW, parse_schedule, schedule_from_string
 log = logging.getLogger("npnet.train")
 
 DEFAULT_LR = 0.05
+# options whose default depends on others, or that only some optimizers or schedules read:
+# their parser default is None, so that an explicit value can be told apart and refused
+# where it does not apply; parse_args then fills in these values
+DEFAULTS = {"momentum": 0.9, "warmup_epochs": 0.0}
 # options that only mean something when training (refused with --eval-only)
 TRAINING_ONLY = ("save", "resume", "log", "diagnostics", "plot", "limit", "max_steps")
 # what a checkpoint must agree on to be resumed; --epochs, --max-steps, --test-limit,
@@ -38,8 +42,18 @@ RESUME_MUST_MATCH = ("model", "dataset", "optimizer", "batch_size", "momentum", 
                      "label_smoothing", "schedule", "warmup_epochs", "augment")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: ...)`` to each option's help, except for flags and where the
+    default is None: those options state their default in their own help text."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", help="data set to train on")
     p.add_argument("--model", choices=sorted(zoo.MODELS), default=None,
                    help="architecture (default: mnist_cnn for MNIST/Fashion-MNIST, cifar10_bn for CIFAR-10)")
@@ -47,16 +61,18 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=128, help="images per step")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd", help="update rule")
     p.add_argument("--lr", type=float, default=None,
-                   help=f"base learning rate (default {DEFAULT_LR}); with --resume it must be omitted or "
+                   help=f"base learning rate (default: {DEFAULT_LR}); with --resume it must be omitted or "
                         "equal the checkpoint's")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"momentum, --optimizer sgd only (default: {DEFAULTS['momentum']})")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum, --optimizer sgd only")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
     p.add_argument("--schedule", default="cosine",
                    help="learning-rate schedule, stepped every iteration: constant | cosine | "
                         "step:EPOCHS:GAMMA | multistep:E1,E2,...:GAMMA | exp:GAMMA_PER_EPOCH | "
                         "inv:GAMMA:POWER (Caffe)")
-    p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up (cosine schedule)")
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help=f"linear warm-up, --schedule cosine only (default: {DEFAULTS['warmup_epochs']})")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
     p.add_argument("--augment", choices=("auto",) + AUGMENTATIONS, default="auto",
                    help="augmentation (auto: the data set's default, translate for MNIST-like, "
@@ -64,7 +80,8 @@ def build_parser():
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many iterations in all (the schedule still plans for --epochs)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random generator (>= 0)")
-    p.add_argument("--data-dir", default=None, help="data root (else $NPNET_DATA, else ~/.cache/npnet)")
+    p.add_argument("--data-dir", default=None,
+                   help="data root (default: $NPNET_DATA, else ~/.cache/npnet)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
@@ -113,7 +130,7 @@ def check_numbers(p, args):
         name, _ = parse_schedule(args.schedule)
     except ValueError as err:
         p.error(f"bad --schedule: {err}")
-    if name == "cosine" and args.warmup_epochs >= args.epochs:
+    if name == "cosine" and args.warmup_epochs is not None and args.warmup_epochs >= args.epochs:
         p.error(f"--warmup-epochs ({args.warmup_epochs}) must be less than --epochs ({args.epochs})")
 
 
@@ -127,6 +144,13 @@ def check_modes(p, args):
             p.error(f"{', '.join(given)}: training options, not used with --eval-only")
     elif args.load:
         p.error("--load is read only with --eval-only; to continue training a checkpoint use --resume")
+    if args.optimizer != "sgd":
+        given = [f for f, v in (("--momentum", args.momentum), ("--nesterov", args.nesterov))
+                 if v is not None and v is not False]
+        if given:
+            p.error(f"{', '.join(given)}: SGD options, not used with --optimizer {args.optimizer}")
+    if args.warmup_epochs is not None and parse_schedule(args.schedule)[0] != "cosine":
+        p.error(f"--warmup-epochs: read only by --schedule cosine, not {args.schedule}")
 
 
 def parse_args(argv=None):
@@ -134,6 +158,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     check_numbers(p, args)
     check_modes(p, args)
+    for name, value in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     return args
 
 
@@ -296,19 +323,31 @@ def resume(trainer, args, info):
     log.info("resumed from %s at epoch %d, step %d", args.resume, progress["epoch"] + 1, progress["step_in_epoch"])
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C outside the point where training stops cleanly; the message says what was kept."""
+
+
 def run(args, strategy=None):
     """Run what ``args`` asks for (on the processes of ``strategy``, default one);
-    returns ``(test accuracy, signal that stopped it or None)``."""
-    check_files(args, writes=strategy is None or strategy.is_root)
+    returns ``(test accuracy, signal that stopped it or None)``. Ctrl-C where training
+    cannot stop cleanly raises :class:`Interrupted`."""
     spec = DATASETS[args.dataset]
     if args.eval_only:
+        check_files(args, writes=strategy is None or strategy.is_root)
         return evaluate_only(args, spec, strategy), None
-    xtr, ytr, xte, yte = load_data(args, spec)
-    trainer, info = make_trainer(args, spec, xtr, xte, yte, strategy)
-    if args.resume:
-        resume(trainer, args, info)
-    trainer.fit(xtr, ytr, args.epochs, args.batch_size, augment=augmenter(info["augment"]),
-                validation=(xte, yte), max_steps=args.max_steps)
+    try:
+        check_files(args, writes=strategy is None or strategy.is_root)
+        xtr, ytr, xte, yte = load_data(args, spec)
+        trainer, info = make_trainer(args, spec, xtr, xte, yte, strategy)
+        if args.resume:
+            resume(trainer, args, info)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted before training started; nothing saved") from None
+    try:
+        trainer.fit(xtr, ytr, args.epochs, args.batch_size, augment=augmenter(info["augment"]),
+                    validation=(xte, yte), max_steps=args.max_steps)
+    except KeyboardInterrupt:
+        raise Interrupted("stopped at once by a second signal; the last checkpoint is the previous one") from None
     if trainer.interrupted:
         saved = f": checkpoint saved to {args.save} (resume with --resume)" if args.save else ""
         log.info("interrupted by %s%s", signal.Signals(trainer.stop_signal).name, saved)
@@ -356,8 +395,11 @@ def main(argv=None):
     except TrainingStopped as err:  # every rank stops at the same step
         log.error("stopped: %s", err)
         return 3
+    except Interrupted as err:
+        log.error("%s", err)
+        return 130
     except KeyboardInterrupt:
-        log.error("stopped at once by a second signal; the last checkpoint is the previous one")
+        log.error("interrupted during the evaluation%s", "" if args.eval_only else " after training")
         return 130
     return 0 if stopped_by is None else 128 + stopped_by
 

@@ -65,6 +65,11 @@ def refused(capsys, args):
     (["--load", "m.npz"], "--load is read only with --eval-only"),
     (["--eval-only", "--load", "m.npz", "--save", "s.npz"], "--save: training options, not used with --eval-only"),
     (["--eval-only", "--load", "m.npz", "--resume", "r.npz"], "--resume: training options"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "--momentum: SGD options, not used with --optimizer adam"),
+    (["--optimizer", "adam", "--momentum", "0"], "--momentum: SGD options, not used with --optimizer adam"),
+    (["--optimizer", "adamw", "--nesterov"], "--nesterov: SGD options, not used with --optimizer adamw"),
+    (["--optimizer", "adam", "--momentum", "0.9", "--nesterov"], "--momentum, --nesterov: SGD options"),
+    (["--schedule", "constant", "--warmup-epochs", "1"], "--warmup-epochs: read only by --schedule cosine"),
 ])
 def test_invalid_values_are_refused_with_one_line(capsys, args, message):
     code, line = refused(capsys, args)
@@ -206,3 +211,40 @@ def test_last_batch_of_one_image_does_not_stop_a_batchnorm_network(tmp_path):
     acc = train.train(train.parse_args(["--data-dir", str(tmp_path), "--no-download", "--quiet", "--model",
                                         "mnist_cnn", "--batch-size", "32", "--epochs", "1"]))
     assert np.isfinite(acc)
+
+
+@pytest.mark.parametrize("args, momentum, warmup", [
+    (["--optimizer", "adam"], 0.9, 0.0), (["--optimizer", "adamw", "--schedule", "constant"], 0.9, 0.0),
+    (["--momentum", "0.5", "--nesterov", "--warmup-epochs", "1"], 0.5, 1.0)])
+def test_options_left_at_their_defaults_apply_to_any_optimizer(args, momentum, warmup):
+    parsed = train.parse_args(args)
+    assert (parsed.momentum, parsed.warmup_epochs) == (momentum, warmup)
+
+
+def test_help_shows_each_default_once():
+    text = train.build_parser().format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+    entries = {}  # option -> its help entry, on one line
+    for line in text.split("\n  -")[1:]:
+        entries[line.split()[0].lstrip("-")] = " ".join(line.split())
+    for option, default in [("model", "mnist_cnn"), ("lr", "0.05"), ("momentum", "0.9"),
+                            ("warmup-epochs", "0.0"), ("epochs", "8"), ("data-dir", "$NPNET_DATA")]:
+        assert entries[option].count("default") == 1 and default in entries[option], entries[option]
+
+
+def test_ctrl_c_before_training_says_nothing_was_saved(tiny, tmp_path, monkeypatch, caplog):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "load_data", interrupted)
+    assert train.main(tiny + ["--save", str(tmp_path / "ck.npz")]) == 130
+    assert "interrupted before training started; nothing saved" in caplog.text
+    assert "second signal" not in caplog.text
+    assert not (tmp_path / "ck.npz").exists()
+
+
+def test_a_second_ctrl_c_during_training_is_reported_as_such(tiny, monkeypatch, caplog):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train.Trainer, "fit", interrupted)
+    assert train.main(tiny) == 130
+    assert "stopped at once by a second signal" in caplog.text
