@@ -75,6 +75,16 @@ def check_loss(name, loss, tloss, pred, target, ttarget=None):
     close(f"{name} grad", loss.backward(), tp.grad.numpy())
 
 
+def check_kinks():
+    """Gradients exactly at the points where an activation is not differentiable."""
+    x = np.array([[-3.5, -3.0, -1.5, 0.0, 1.5, 3.0, 3.5]])
+    for name, layer, twin in [("Hardswish at -3, 3", L.Hardswish(), nn.Hardswish())]:
+        layer.forward(x)
+        tx = torch.from_numpy(x.copy()).requires_grad_(True)
+        twin(tx).sum().backward()
+        close(f"{name} grad", layer.backward(np.ones_like(x))[0], tx.grad.numpy(), tol=0.0)
+
+
 def check_losses(rng):
     z = rng.standard_normal((6, 4)) * 4
     y01 = (rng.uniform(size=(6, 4)) > 0.5).astype(np.float64)
@@ -164,6 +174,7 @@ def main():
     ]
     for name, layer, shape in cases:
         check_layer(name, layer, shape, rng)
+    check_kinks()
 
     eval_cases = [
         ("eval BatchNorm1D", L.BatchNorm1D(6), (7, 6)),

@@ -313,8 +313,8 @@ class PReLU(Layer):
 class Hardswish(Layer):
     """``out = x * min(max(x + 3, 0), 6) / 6`` (PyTorch's ``nn.Hardswish``).
 
-    d out / dx is 0 for ``x < -3``, ``x / 3 + 1 / 2`` for ``-3 <= x <= 3`` and 1 above,
-    the one-sided values PyTorch uses at the kinks.
+    d out / dx is 0 for ``x <= -3``, ``x / 3 + 1 / 2`` for ``-3 < x < 3`` and 1 for
+    ``x >= 3``: at the kinks the values of the flat sides, as PyTorch gives them.
 
     Shape:
         x, out: (N, *)
@@ -334,7 +334,7 @@ class Hardswish(Layer):
         (x,) = self._saved()
         self._check_dout(dout, x.shape)
         t = x.dtype.type
-        grad = np.where(x < -3, t(0), np.where(x <= 3, x / t(3) + t(0.5), t(1)))
+        grad = np.where(x <= -3, t(0), np.where(x < 3, x / t(3) + t(0.5), t(1)))
         return dout * grad, {}
 
 

@@ -292,6 +292,17 @@ def test_activation_values(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hardswish_gradient_at_the_kinks_is_that_of_the_flat_sides(dtype):
+    """PyTorch gives 0 at x = -3 and 1 at x = 3 (not the inner slope's -1/2 and 3/2)."""
+    x = np.array([[-3.5, -3.0, -2.5, 0.0, 2.5, 3.0, 3.5]], dtype)
+    layer = L.Hardswish()
+    layer.forward(x)
+    dx, _ = layer.backward(np.ones_like(x))
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, [[0, 0, -1 / 3, 0.5, 4 / 3, 1, 1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softplus_and_log_softmax_are_stable(dtype):
     x = np.array([[-1e4, -50.0, 0.0, 50.0, 1e4]], dtype)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
