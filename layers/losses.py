@@ -199,6 +199,8 @@ class BCEWithLogits(_ReducedLoss):
 
     def forward(self, pred, target):
         target = self._check_pair(pred, target)
+        if not np.isfinite(target).all():
+            raise ValueError("BCEWithLogits: targets must be finite numbers in [0, 1], got NaN or inf")
         if pred.size and (target.min() < 0 or target.max() > 1):
             raise ValueError(f"BCEWithLogits: targets must lie in [0, 1], got values in "
                              f"[{target.min()}, {target.max()}]")
@@ -239,6 +241,8 @@ class NLLLoss(_ReducedLoss):
         if target.shape != expected or not np.issubdtype(target.dtype, np.integer):
             raise ValueError(f"NLLLoss: expected integer labels of shape {expected}, got {target.dtype} "
                              f"array of shape {target.shape}")
+        if self.reduction == "mean":
+            _require_samples("NLLLoss", pred)
         k = pred.shape[1]
         if target.size and (target.min() < 0 or target.max() >= k):
             raise ValueError(f"NLLLoss: labels must be in [0, {k}), got values in "
