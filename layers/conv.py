@@ -7,9 +7,9 @@ from .init import initialize, make_rng, zeros
 from .validation import check_size
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
-# eval mode keeps nothing for backward, so it unfolds in chunks small enough that the
-# allocator reuses their memory from call to call instead of mapping fresh pages
-EVAL_CHUNK_BYTES = 16 * 2**20
+# under no_grad() nothing is kept for backward (in either mode), so the forward unfolds in
+# chunks small enough that the allocator reuses their memory instead of mapping fresh pages
+NO_GRAD_CHUNK_BYTES = 16 * 2**20
 
 
 class Conv2D(Layer):
@@ -35,8 +35,9 @@ class Conv2D(Layer):
     through its strides, so no transpose is ever copied (see ``layers/im2col.py``).
 
     The unfolded matrix is processed in batch chunks no larger than
-    ``workspace_bytes``; when the whole batch fits, it is kept for backward,
-    otherwise backward unfolds again chunk by chunk.
+    ``workspace_bytes``; when the whole batch fits, it is kept for backward (in train
+    and eval mode alike), otherwise backward unfolds again chunk by chunk. Under
+    :func:`layers.no_grad` nothing is kept and the chunks are at most 16 MiB.
     """
 
     init_only = ("rng",)  # draws the initial weights, which are saved
@@ -126,7 +127,7 @@ class Conv2D(Layer):
     def _chunk(self, n, ho, wo, itemsize):
         kh, kw = self.kernel_size
         per_sample = self.in_channels * kh * kw * ho * wo * itemsize
-        limit = self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, EVAL_CHUNK_BYTES)
+        limit = self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, NO_GRAD_CHUNK_BYTES)
         return max(1, min(n, limit // per_sample))
 
     def _unfold(self, xp, out_hw):
