@@ -2,7 +2,8 @@
 import numpy as np
 
 from .base import Layer, grad_enabled
-from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw
+from .im2col import (as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw,
+                     row_unfold, row_windows)
 from .init import initialize, make_rng, zeros
 from .validation import check_size
 
@@ -10,6 +11,17 @@ DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 # under no_grad() nothing is kept for backward (in either mode), so the forward unfolds in
 # chunks small enough that the allocator reuses their memory instead of mapping fresh pages
 NO_GRAD_CHUNK_BYTES = 16 * 2**20
+ALGORITHMS = ("auto", "im2col", "rows")
+# "auto" takes the row unfolding when a row of outputs (Wo * N columns) is wide enough for
+# the per-row products to run near full speed, or when the input has so few channels that
+# the unfolding copy, not the product, is the cost; and it computes the input gradient by
+# rows (instead of im2col's fold) only for inputs with many channels and at least 14x14
+# pixels, where the fold's kh * kw slice-additions cost more than the narrower products.
+# Measured per layer with benchmarks/bench_conv_algorithms.py.
+ROWS_MIN_WIDTH = 1024
+ROWS_FEW_CHANNELS = 8
+ROWS_DX_MIN_CHANNELS = 32
+ROWS_DX_MIN_PIXELS = 14 * 14
 
 
 class Conv2D(Layer):
@@ -34,17 +46,30 @@ class Conv2D(Layer):
     memory, which is what the matrix product writes; the next layer reads it
     through its strides, so no transpose is ever copied (see ``layers/im2col.py``).
 
-    The unfolded matrix is processed in batch chunks no larger than
-    ``workspace_bytes``; when the whole batch fits, it is kept for backward (in train
-    and eval mode alike), otherwise backward unfolds again chunk by chunk. Under
-    :func:`layers.no_grad` nothing is kept and the chunks are at most 16 MiB.
+    Two ways to unfold (``algorithm``):
+
+    - ``"im2col"``: the full ``(C_in/groups * kh * kw, Ho * Wo * N)`` matrix, one
+      product per group. It is processed in batch chunks no larger than
+      ``workspace_bytes``; when the whole batch fits, it is kept for backward (in
+      train and eval mode alike), otherwise backward unfolds again chunk by chunk.
+    - ``"rows"`` (``groups=1`` and no dilation): the input unfolded along W only,
+      ``(Hp, C_in, kw, Wo, N)``, ``kw`` copies of the input instead of ``kh * kw``.
+      Every output row y is then one product of the ``(C_out, kh * C_in * kw)``
+      weight with a contiguous block of that array (rows ``stride * y .. + kh``),
+      so the unfolding writes ``kh`` times less memory. With stride 1 the input
+      gradient is computed the same way, from the upstream gradient unfolded along
+      W and the flipped weight, with no fold; otherwise by im2col's fold.
+    - ``"auto"`` (default) picks ``"rows"`` where it is eligible and faster
+      (wide output rows, whole batch within ``workspace_bytes``), else ``"im2col"``.
+
+    Under :func:`layers.no_grad` nothing is kept and the chunks are at most 16 MiB.
     """
 
     init_only = ("rng",)  # draws the initial weights, which are saved
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, init="he_normal", rng=None,
-                 workspace_bytes=DEFAULT_WORKSPACE_BYTES):
+                 workspace_bytes=DEFAULT_WORKSPACE_BYTES, algorithm="auto"):
         super().__init__()
         name = "Conv2D"
         in_channels = check_size(name, "in_channels", in_channels)
@@ -71,6 +96,13 @@ class Conv2D(Layer):
             self.padding = padding if np.isscalar(padding) else list(padding)
         self.use_bias, self.init = bool(bias), init
         self.workspace_bytes = check_size(name, "workspace_bytes", workspace_bytes)
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"{name}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        self._rows_eligible = self.groups == 1 and self.dilation == (1, 1)
+        if algorithm == "rows" and not self._rows_eligible:
+            raise ValueError(f"{name}: algorithm='rows' needs groups=1 and dilation 1, "
+                             f"got groups={self.groups}, dilation={self.dilation}")
+        self.algorithm = algorithm
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         fan_out = self.out_channels // self.groups * kh * kw
@@ -85,7 +117,8 @@ class Conv2D(Layer):
         config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
                   "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                   "padding": self.padding, "dilation": list(self.dilation), "groups": self.groups,
-                  "bias": self.use_bias, "init": self.init, "workspace_bytes": self.workspace_bytes}
+                  "bias": self.use_bias, "init": self.init, "workspace_bytes": self.workspace_bytes,
+                  "algorithm": self.algorithm}
         return config
 
     def _out_hw(self, h, w):
@@ -140,13 +173,46 @@ class Conv2D(Layer):
         cols = im2col(xp, self.kernel_size, self.stride, self.dilation, out_hw, out=out)
         return cols.reshape(self.groups, -1, out_hw[0] * out_hw[1] * n)
 
+    def _use_rows(self, n, ho, wo, itemsize):
+        if self.algorithm != "auto":
+            return self.algorithm == "rows"
+        if not self._rows_eligible or self._pointwise:
+            return False
+        if wo * n < ROWS_MIN_WIDTH and self.in_channels >= ROWS_FEW_CHANNELS:
+            return False
+        kh, kw = self.kernel_size
+        nbytes = ((ho - 1) * self.stride[0] + kh) * self.in_channels * kw * wo * n * itemsize
+        limit = self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, NO_GRAD_CHUNK_BYTES)
+        return nbytes <= limit
+
+    def _weight_rows(self, dtype):
+        """The weight as ``(C_out, kh * C_in * kw)``, the row order of :func:`row_unfold`."""
+        return self.params["weight"].astype(dtype, copy=False).transpose(0, 2, 1, 3).reshape(
+            self.out_channels, -1)
+
+    def _forward_rows(self, x, out_hw):
+        n, (ho, wo), (kh, kw) = x.shape[0], out_hw, self.kernel_size
+        rows = (ho - 1) * self.stride[0] + kh
+        shape = (rows, self.in_channels, kw, wo, n)
+        u = self._buffer("rows", shape, x.dtype) if grad_enabled() else None
+        u = row_unfold(x, kw, self.stride[1], self.pads, out_hw, rows, out=u)
+        out_mem = np.empty((self.out_channels, ho, wo * n), dtype=x.dtype)  # (C_out, Ho, Wo, N)
+        np.matmul(self._weight_rows(x.dtype), row_windows(u, kh, self.stride[0], ho),
+                  out=out_mem.transpose(1, 0, 2))
+        return out_mem.reshape(self.out_channels, ho, wo, n).transpose(3, 0, 1, 2), u
+
     def forward(self, x):
         self._check_input(x, (self.in_channels, None, None))
         n, _, h, w = x.shape
         ho, wo = self._out_hw(h, w)
         if n == 0:  # an empty batch: nothing to unfold
-            self._save_for_backward(x.shape, None, None)
+            self._save_for_backward(x.shape, "empty", None)
             return empty_chwn(0, self.out_channels, ho, wo, x.dtype)
+        if self._use_rows(n, ho, wo, x.dtype.itemsize):
+            out, u = self._forward_rows(x, (ho, wo))
+            self._add_bias(out)
+            self._save_for_backward(x.shape, "rows", u)
+            return out
         g, og = self.groups, self.out_channels // self.groups
         weight = self.params["weight"].astype(x.dtype, copy=False).reshape(g, og, -1)
         xp = pad_nchw(x, self.pads)  # (C, Hp, Wp, N) memory
@@ -159,25 +225,84 @@ class Conv2D(Layer):
                 np.matmul(weight, cols, out=out_mem.reshape(g, og, -1))
             else:  # a batch slice of (C_out, Ho, Wo, N) is not one matrix: write through a copy
                 out_mem[..., n0:n0 + chunk] = (weight @ cols).reshape(self.out_channels, ho, wo, -1)
-        if self.use_bias:
-            out_mem += self.params["bias"].astype(x.dtype, copy=False).reshape(-1, 1, 1, 1)
+        self._add_bias(out)
         if chunk >= n:
-            self._save_for_backward(x.shape, None, cols)
+            self._save_for_backward(x.shape, "cols", cols)
         else:
-            self._save_for_backward(x.shape, xp, None)
+            self._save_for_backward(x.shape, "chunks", xp)
         return out
 
+    def _add_bias(self, out):
+        if self.use_bias:
+            out_mem = out.transpose(1, 2, 3, 0)  # (C_out, Ho, Wo, N)
+            out_mem += self.params["bias"].astype(out.dtype, copy=False).reshape(-1, 1, 1, 1)
+
     def backward(self, dout):
-        x_shape, xp, cols = self._saved()
+        x_shape, kind, saved = self._saved()
         n, c, h, w = x_shape
         ho, wo = self._out_hw(h, w)
         self._check_dout(dout, (n, self.out_channels, ho, wo))
         if n == 0:
             grads = {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
             return (empty_chwn(0, c, h, w, dout.dtype) if self.input_grad else None), grads
-        g, og, (kh, kw) = self.groups, self.out_channels // self.groups, self.kernel_size
-        top, _, left, _ = self.pads
-        padded_hw = (h + self.pads[0] + self.pads[1], w + self.pads[2] + self.pads[3])
+        if kind == "rows":
+            dx, dweight = self._backward_rows(dout, saved, x_shape, (ho, wo))
+        else:
+            dx, dweight = self._backward_im2col(dout, saved if kind == "cols" else None,
+                                                saved if kind == "chunks" else None, x_shape, (ho, wo))
+        grads = {"weight": dweight}
+        if self.use_bias:
+            grads["bias"] = dout.transpose(1, 2, 3, 0).sum(axis=(1, 2, 3))
+        return dx, grads
+
+    def _backward_rows(self, dout, u, x_shape, out_hw):
+        n, c, h, w = x_shape
+        (ho, wo), (kh, kw), co = out_hw, self.kernel_size, self.out_channels
+        # (N, C_out, Ho, Wo) -> (Ho, C_out, Wo * N): free when dout has this layer's output layout
+        drows = dout.transpose(2, 1, 3, 0).reshape(ho, co, wo * n)
+        # one (kh*C*kw, C_out) product per output row, summed: the rows' windows overlap
+        part = np.matmul(row_windows(u, kh, self.stride[0], ho), drows.transpose(0, 2, 1))
+        dweight = np.ascontiguousarray(part.sum(axis=0).T.reshape(co, kh, c, kw).transpose(0, 2, 1, 3))
+        if not self.input_grad:
+            return None, dweight
+        top, bottom, left, right = self.pads
+        flipped_pads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
+        by_rows = self.stride == (1, 1) and min(flipped_pads) >= 0 and (
+            self.algorithm == "rows" or (c >= ROWS_DX_MIN_CHANNELS and h * w >= ROWS_DX_MIN_PIXELS))
+        if not by_rows:
+            weight = self.params["weight"].astype(dout.dtype, copy=False).reshape(1, co, -1)
+            dout_mem = np.ascontiguousarray(dout.transpose(1, 2, 3, 0)).reshape(1, co, -1)
+            return self._input_grad_by_fold(dout_mem, weight, (n, c, h, w), out_hw), dweight
+        # stride 1: dx is the correlation of the upstream gradient, padded by k - 1 - pad,
+        # with the weight flipped in both axes and its channel axes swapped
+        flipped = self.params["weight"].astype(dout.dtype, copy=False)[:, :, ::-1, ::-1]
+        flipped = flipped.transpose(1, 2, 0, 3).reshape(c, kh * co * kw)
+        rows = h + kh - 1
+        du = self._buffer("drows", (rows, co, kw, w, n), dout.dtype)
+        du = row_unfold(dout, kw, 1, flipped_pads, (h, w), rows, out=du)
+        dx_mem = np.empty((c, h, w * n), dtype=dout.dtype)  # (C, H, W, N)
+        np.matmul(flipped, row_windows(du, kh, 1, h), out=dx_mem.transpose(1, 0, 2))
+        return dx_mem.reshape(c, h, w, n).transpose(3, 0, 1, 2), dweight
+
+    def _input_grad_by_fold(self, dout_g, weight, x_shape, out_hw):
+        """dx of the batch slice whose upstream gradient is ``dout_g`` (G, C_out/G, Ho*Wo*nb):
+        the weight's transpose times it, folded back by col2im and cropped."""
+        nb, c, h, w = x_shape
+        (ho, wo), (kh, kw) = out_hw, self.kernel_size
+        top, bottom, left, right = self.pads
+        # a 1x1 stride-1 fold returns dcols itself as dx, so it must not be a workspace
+        shape = (self.groups, weight.shape[2], dout_g.shape[2])
+        dcols = np.empty(shape, dout_g.dtype) if self._pointwise \
+            else self._buffer("dcols", shape, dout_g.dtype)
+        np.matmul(weight.transpose(0, 2, 1), dout_g, out=dcols)
+        dxp = col2im(dcols.reshape(c, kh, kw, ho, wo, nb), (h + top + bottom, w + left + right),
+                     self.kernel_size, self.stride, self.dilation)
+        return dxp[:, :, top:top + h, left:left + w]
+
+    def _backward_im2col(self, dout, cols, xp, x_shape, out_hw):
+        n, c, h, w = x_shape
+        ho, wo = out_hw
+        g, og = self.groups, self.out_channels // self.groups
         weight = self.params["weight"].astype(dout.dtype, copy=False).reshape(g, og, -1)
         # (N, C_out, Ho, Wo) -> (C_out, Ho, Wo, N): free when dout has this layer's output layout
         dout_mem = dout.transpose(1, 2, 3, 0)
@@ -198,18 +323,9 @@ class Conv2D(Layer):
             dweight = part if dweight is None else dweight + part
             if not self.input_grad:
                 continue
-            # a 1x1 stride-1 fold returns dcols itself as dx, so it must not be a workspace
-            dcols = np.empty(cols.shape, dout.dtype) if self._pointwise \
-                else self._buffer("dcols", cols.shape, dout.dtype)
-            np.matmul(weight.transpose(0, 2, 1), dout_g, out=dcols)
-            dxp = col2im(dcols.reshape(c, kh, kw, ho, wo, nb), padded_hw,
-                         self.kernel_size, self.stride, self.dilation)
-            crop = dxp[:, :, top:top + h, left:left + w]
+            crop = self._input_grad_by_fold(dout_g, weight, (nb, c, h, w), out_hw)
             if whole_batch:
                 dx = crop
             else:
                 dx[n0:n0 + nb] = crop
-        grads = {"weight": dweight.reshape(self.params["weight"].shape)}
-        if self.use_bias:
-            grads["bias"] = dout_mem.sum(axis=(1, 2, 3))
-        return dx, grads
+        return dx, dweight.reshape(self.params["weight"].shape)

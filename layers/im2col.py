@@ -125,6 +125,45 @@ def im2col(xp, kernel, stride, dilation, out_hw, out=None):
     return out
 
 
+def row_unfold(x, kw, stride_w, pads, out_hw, rows, out=None):
+    """Unfold NCHW ``x`` along W only: ``(rows, C, kw, Wo, N)`` with
+    ``u[r, c, j, o, n] = x_padded[n, c, r, stride_w * o + j]``.
+
+    ``pads = (top, bottom, left, right)``; ``rows`` padded rows are kept (those the
+    windows reach). Block ``u[r:r + kh]`` is then one contiguous
+    ``(kh * C * kw, Wo * N)`` matrix: every input a row of outputs reads (see
+    :func:`row_windows`). Only ``kw`` copies of the input are made, where a full
+    im2col makes ``kh * kw``.
+    """
+    n, c, h, w = x.shape
+    top, _, left, _ = pads
+    wo = out_hw[1]
+    if out is None:
+        out = np.empty((rows, c, kw, wo, n), dtype=x.dtype)
+    first, last = max(0, min(top, rows)), max(0, min(top + h, rows))  # rows holding input
+    out[:first] = 0
+    out[last:] = 0
+    xh = x.transpose(2, 1, 3, 0)[first - top:last - top]  # (H, C, W, N)
+    for j, reach in enumerate(tap_ranges(kw, stride_w, 1, left, w, wo)):
+        if reach is None:
+            out[first:last, :, j] = 0
+            continue
+        dst, src = reach
+        lo, hi = dst.start, dst.stop
+        out[first:last, :, j, :lo] = 0
+        out[first:last, :, j, hi:] = 0
+        out[first:last, :, j, lo:hi] = xh[:, :, src]
+    return out
+
+
+def row_windows(u, kh, stride_h, out_h):
+    """Read-only ``(Ho, kh * C * kw, Wo * N)`` view of :func:`row_unfold`'s (contiguous)
+    result: for output row y, the overlapping block of rows ``stride_h * y .. + kh``."""
+    rows, c, kw, wo, n = u.shape
+    return as_strided(u, shape=(out_h, kh * c * kw, wo * n),
+                      strides=(stride_h * u.strides[0], u.strides[2], u.itemsize), writeable=False)
+
+
 def col2im(cols, padded_hw, kernel, stride, dilation):
     """Fold ``cols`` (C, kh, kw, Ho, Wo, N) back into a padded image: the adjoint of im2col.
 

@@ -69,14 +69,23 @@ CONFIGS = [
 ]
 
 
+def rows_eligible(cfg):
+    return cfg.get("groups", 1) == 1 and cfg.get("dilation", 1) in (1, (1, 1))
+
+
+# every configuration with each unfolding that can compute it
+CASES = [(cfg, alg) for cfg in CONFIGS for alg in ("im2col", "rows") if alg == "im2col" or rows_eligible(cfg)]
+CASE_IDS = [f"{CONFIGS.index(cfg)}-{alg}" for cfg, alg in CASES]
+
+
 def make(cfg, rng, **extra):
     kw = {key: cfg[key] for key in ("stride", "padding", "dilation", "groups", "bias") if key in cfg}
     return Conv2D(cfg["cin"], cfg["cout"], cfg["k"], rng=rng, **kw, **extra)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
-def test_matches_scipy(cfg, rng):
-    layer = make(cfg, rng).astype(np.float64)
+@pytest.mark.parametrize("cfg,algorithm", CASES, ids=CASE_IDS)
+def test_matches_scipy(cfg, algorithm, rng):
+    layer = make(cfg, rng, algorithm=algorithm).astype(np.float64)
     if layer.use_bias:
         layer.params["bias"][...] = rng.standard_normal(layer.params["bias"].shape)
     x = rng.standard_normal((cfg.get("n", 2), cfg["cin"]) + cfg.get("hw", (7, 6)))
@@ -135,17 +144,23 @@ def test_tap_ranges_list_exactly_the_reads_inside_the_input(size, k, s, d, pad, 
         assert got == expected
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(h=st.integers(3, 12), w=st.integers(3, 12), k=st.integers(1, 3), s=st.integers(1, 3),
-       d=st.integers(1, 2), p=st.integers(0, 2), g=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
-def test_random_configurations(h, w, k, s, d, p, g, seed):
+       d=st.integers(1, 2), p=st.integers(0, 2), g=st.sampled_from([1, 2]), seed=st.integers(0, 2**16),
+       algorithm=st.sampled_from(["auto", "im2col", "rows"]))
+def test_random_configurations(h, w, k, s, d, p, g, seed, algorithm):
     rng = np.random.default_rng(seed)
+    if algorithm == "rows" and (g, d) != (1, 1):
+        with pytest.raises(ValueError, match="algorithm='rows' needs groups=1 and dilation 1"):
+            Conv2D(2, 4, k, stride=s, padding=p, dilation=d, groups=g, algorithm=algorithm)
+        return
     if d * (k - 1) + 1 > min(h, w) + 2 * p:
         with pytest.raises(ValueError, match="larger than the padded input"):
             Conv2D(2, 2, k, stride=s, padding=p, dilation=d, groups=g, rng=rng).forward(
                 np.zeros((1, 2, h, w), np.float32))
         return
-    layer = Conv2D(2, 4, k, stride=s, padding=p, dilation=d, groups=g, rng=rng).astype(np.float64)
+    layer = Conv2D(2, 4, k, stride=s, padding=p, dilation=d, groups=g, rng=rng,
+                   algorithm=algorithm).astype(np.float64)
     x = rng.standard_normal((2, 2, h, w))
     out = layer.forward(x)
     expect = ((h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1)
@@ -244,12 +259,88 @@ def test_input_grad_false_skips_dx_only(rng):
         np.testing.assert_array_equal(ga[k], gb[k])
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
-def test_every_scipy_configuration_passes_gradcheck(cfg, rng):
+@pytest.mark.parametrize("cfg,algorithm", CASES, ids=CASE_IDS)
+def test_every_scipy_configuration_passes_gradcheck(cfg, algorithm, rng):
     from layers.gradcheck import check_layer
-    layer = make(cfg, rng).astype(np.float64)
+    layer = make(cfg, rng, algorithm=algorithm).astype(np.float64)
     hw = tuple(min(s, 7) for s in cfg.get("hw", (6, 5)))
     x = rng.uniform(0.1, 1.0, (1, cfg["cin"]) + hw) * rng.choice([-1.0, 1.0], (1, cfg["cin"]) + hw)
     report = check_layer(layer, x)
     assert {c.name for c in report.checks} == {"input"} | set(layer.params)
     assert report.passed(), str(report)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=5, padding=2),                 # input gradient by rows
+    dict(kernel_size=3, padding=1, stride=2),       # strided: by fold
+    dict(kernel_size=(3, 5), padding=(4, 1)),       # padding above k - 1: by fold
+    dict(kernel_size=(2, 3), stride=(2, 1)),
+])
+def test_rows_equals_im2col_in_float32_on_realistic_sizes(kwargs, rng):
+    """The two unfoldings on 32-channel 16x16 images: the same numbers to float32 rounding,
+    on inputs of NCHW and of batch-innermost memory alike."""
+    a = Conv2D(32, 16, algorithm="im2col", rng=1, **kwargs)
+    b = Conv2D(32, 16, algorithm="rows", rng=1, **kwargs)
+    x = rng.standard_normal((6, 32, 16, 16)).astype(np.float32)
+    for inp in (x, np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)):
+        ya, yb = a.forward(inp), b.forward(inp)
+        assert yb.dtype == np.float32 and yb.shape == ya.shape
+        np.testing.assert_allclose(yb, ya, rtol=1e-4, atol=1e-4)
+        dout = rng.standard_normal(ya.shape).astype(np.float32)
+        (dxa, ga), (dxb, gb) = a.backward(dout), b.backward(np.ascontiguousarray(dout))
+        assert dxb.dtype == np.float32
+        np.testing.assert_allclose(dxb, dxa, rtol=1e-4, atol=1e-4)
+        for key in ga:
+            np.testing.assert_allclose(gb[key], ga[key], rtol=1e-3, atol=1e-3)
+
+
+def test_auto_takes_rows_for_wide_rows_and_im2col_otherwise(rng):
+    import layers.conv as conv
+    wide = rng.standard_normal((64, 32, 16, 16)).astype(np.float32)  # a row: 16 * 64 columns
+    narrow = rng.standard_normal((4, 32, 16, 16)).astype(np.float32)
+    layer = Conv2D(32, 8, 3, padding=1, rng=rng)
+    assert 16 * 64 >= conv.ROWS_MIN_WIDTH > 16 * 4
+    layer.forward(wide)
+    assert layer._saved()[1] == "rows"
+    layer.forward(narrow)
+    assert layer._saved()[1] == "cols"
+    layer.workspace_bytes = 1024  # the row unfolding no longer fits: chunked im2col
+    layer.forward(wide)
+    assert layer._saved()[1] == "chunks"
+    assert Conv2D(32, 8, 3, groups=2, rng=rng)._use_rows(64, 16, 16, 4) is False
+    assert Conv2D(32, 8, 3, dilation=2, rng=rng)._use_rows(64, 16, 16, 4) is False
+
+
+def test_rows_keeps_kw_copies_of_the_input_not_kh_kw(rng):
+    x = rng.standard_normal((8, 4, 10, 10)).astype(np.float32)
+    im2col_layer = Conv2D(4, 4, 5, padding=2, algorithm="im2col", rng=rng)
+    rows_layer = Conv2D(4, 4, 5, padding=2, algorithm="rows", rng=rng)
+    im2col_layer.forward(x)
+    rows_layer.forward(x)
+    kept_cols = im2col_layer._saved()[2].nbytes
+    kept_rows = rows_layer._saved()[2].nbytes
+    assert kept_cols == 5 * 5 * x.nbytes
+    assert kept_rows == 5 * x.nbytes * 14 // 10  # 5 copies of the 14 padded rows
+
+
+def test_rows_under_no_grad_keeps_nothing(rng):
+    layer = Conv2D(2, 3, 3, algorithm="rows", rng=rng)
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    expected = layer.forward(x)
+    layer.eval()
+    layer._workspace.clear()
+    with no_grad():
+        out = layer.forward(x)
+    assert layer._cache is None and not layer._workspace
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_algorithm_is_validated_and_saved(rng, tmp_path):
+    from models import Sequential, load, save_model
+    with pytest.raises(ValueError, match=r"Conv2D: algorithm must be one of \('auto', 'im2col', 'rows'\)"):
+        Conv2D(2, 3, 3, algorithm="winograd")
+    with pytest.raises(ValueError, match="algorithm='rows' needs groups=1"):
+        Conv2D(4, 4, 3, groups=2, algorithm="rows")
+    model = Sequential(Conv2D(2, 3, 3, algorithm="rows", rng=rng))
+    save_model(model, tmp_path / "m.npz")
+    assert load(tmp_path / "m.npz").layers[0].algorithm == "rows"
