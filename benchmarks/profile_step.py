@@ -26,9 +26,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("net", choices=list(NETWORKS))
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, help="batch size (default: bench_models.py's)")
     args = parser.parse_args()
     keep_freed_memory()
     builder, batch, shape = NETWORKS[args.net]
+    batch = args.batch or batch
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch,) + shape).astype(np.float32)
     y = rng.integers(0, 10, batch)

@@ -13,13 +13,12 @@ DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 NO_GRAD_CHUNK_BYTES = 16 * 2**20
 ALGORITHMS = ("auto", "im2col", "rows")
 # "auto" takes the row unfolding when a row of outputs (Wo * N columns) is wide enough for
-# the per-row products to run near full speed, or when the input has so few channels that
-# the unfolding copy, not the product, is the cost; and it computes the input gradient by
-# rows (instead of im2col's fold) only for inputs with many channels and at least 14x14
-# pixels, where the fold's kh * kw slice-additions cost more than the narrower products.
-# Measured per layer with benchmarks/bench_conv_algorithms.py.
-ROWS_MIN_WIDTH = 1024
-ROWS_FEW_CHANNELS = 8
+# the per-row products to run near full speed; it computes the input gradient by rows
+# (instead of im2col's fold) only for inputs with many channels and at least 14x14 pixels,
+# where the fold's kh * kw slice-additions cost more than the narrower products.
+# Measured per layer, with 2 BLAS threads and with 1 at half the batch (one MPI rank of
+# two), by benchmarks/bench_conv_algorithms.py.
+ROWS_MIN_WIDTH = 256
 ROWS_DX_MIN_CHANNELS = 32
 ROWS_DX_MIN_PIXELS = 14 * 14
 
@@ -176,9 +175,7 @@ class Conv2D(Layer):
     def _use_rows(self, n, ho, wo, itemsize):
         if self.algorithm != "auto":
             return self.algorithm == "rows"
-        if not self._rows_eligible or self._pointwise:
-            return False
-        if wo * n < ROWS_MIN_WIDTH and self.in_channels >= ROWS_FEW_CHANNELS:
+        if not self._rows_eligible or self._pointwise or wo * n < ROWS_MIN_WIDTH:
             return False
         kh, kw = self.kernel_size
         nbytes = ((ho - 1) * self.stride[0] + kh) * self.in_channels * kw * wo * n * itemsize
