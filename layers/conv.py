@@ -12,13 +12,15 @@ DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 # chunks small enough that the allocator reuses their memory instead of mapping fresh pages
 NO_GRAD_CHUNK_BYTES = 16 * 2**20
 ALGORITHMS = ("auto", "im2col", "rows")
-# "auto" takes the row unfolding when a row of outputs (Wo * N columns) is wide enough for
-# the per-row products to run near full speed; it computes the input gradient by rows
-# (instead of im2col's fold) only for inputs with many channels and at least 14x14 pixels,
-# where the fold's kh * kw slice-additions cost more than the narrower products.
-# Measured per layer, with 2 BLAS threads and with 1 at half the batch (one MPI rank of
-# two), by benchmarks/bench_conv_algorithms.py.
-ROWS_MIN_WIDTH = 256
+# "auto" takes the row unfolding for outputs at least 8 pixels wide (each row's product
+# is then Wo * N >= 256 columns wide at the usual batch sizes); it computes the input
+# gradient by rows (instead of im2col's fold) only for inputs with many channels and at
+# least 14x14 pixels, where the fold's kh * kw slice-additions cost more than the narrower
+# products. Measured per layer, with 2 BLAS threads and with 1 at half the batch (one MPI
+# rank of two), by benchmarks/bench_conv_algorithms.py. The choice depends on the image
+# geometry, never on the batch size: the two unfoldings sum each output in another order,
+# and a batch split over K ranks must compute the same forward values as one process.
+ROWS_MIN_OUTPUT_WIDTH = 8
 ROWS_DX_MIN_CHANNELS = 32
 ROWS_DX_MIN_PIXELS = 14 * 14
 
@@ -175,7 +177,7 @@ class Conv2D(Layer):
     def _use_rows(self, n, ho, wo, itemsize):
         if self.algorithm != "auto":
             return self.algorithm == "rows"
-        if not self._rows_eligible or self._pointwise or wo * n < ROWS_MIN_WIDTH:
+        if not self._rows_eligible or self._pointwise or wo < ROWS_MIN_OUTPUT_WIDTH:
             return False
         kh, kw = self.kernel_size
         nbytes = ((ho - 1) * self.stride[0] + kh) * self.in_channels * kw * wo * n * itemsize

@@ -294,21 +294,31 @@ def test_rows_equals_im2col_in_float32_on_realistic_sizes(kwargs, rng):
             np.testing.assert_allclose(gb[key], ga[key], rtol=1e-3, atol=1e-3)
 
 
-def test_auto_takes_rows_for_wide_rows_and_im2col_otherwise(rng):
+def test_auto_picks_by_image_geometry_never_by_batch_size(rng):
+    """The two unfoldings round differently; a batch split over ranks must compute the
+    same forward values as the whole batch in one process, so the batch size never
+    decides (only a row unfolding larger than the workspace does)."""
     import layers.conv as conv
-    wide = rng.standard_normal((64, 32, 16, 16)).astype(np.float32)  # a row: 16 * 64 columns
-    narrow = rng.standard_normal((4, 32, 16, 16)).astype(np.float32)
     layer = Conv2D(32, 8, 3, padding=1, rng=rng)
-    assert 16 * 64 >= conv.ROWS_MIN_WIDTH > 16 * 4
-    layer.forward(wide)
-    assert layer._saved()[1] == "rows"
-    layer.forward(narrow)
-    assert layer._saved()[1] == "cols"
+    for n in (1, 4, 64):
+        layer.forward(rng.standard_normal((n, 32, 16, 16)).astype(np.float32))
+        assert layer._saved()[1] == "rows"
+        narrow = conv.ROWS_MIN_OUTPUT_WIDTH - 1
+        layer.forward(rng.standard_normal((n, 32, 5, narrow)).astype(np.float32))
+        assert layer._saved()[1] == "cols"
     layer.workspace_bytes = 1024  # the row unfolding no longer fits: chunked im2col
-    layer.forward(wide)
+    layer.forward(rng.standard_normal((64, 32, 16, 16)).astype(np.float32))
     assert layer._saved()[1] == "chunks"
     assert Conv2D(32, 8, 3, groups=2, rng=rng)._use_rows(64, 16, 16, 4) is False
     assert Conv2D(32, 8, 3, dilation=2, rng=rng)._use_rows(64, 16, 16, 4) is False
+
+
+def test_auto_gives_a_split_batch_the_forward_values_of_the_whole(rng):
+    model_layers = [Conv2D(3, 16, 5, padding=2, rng=1), Conv2D(16, 8, 3, rng=2)]
+    x = rng.standard_normal((32, 3, 12, 12)).astype(np.float32)
+    whole = model_layers[1].forward(model_layers[0].forward(x))
+    halves = [model_layers[1].forward(model_layers[0].forward(x[i:i + 16])) for i in (0, 16)]
+    np.testing.assert_array_equal(np.concatenate(halves), whole)
 
 
 def test_rows_keeps_kw_copies_of_the_input_not_kh_kw(rng):
