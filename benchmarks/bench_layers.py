@@ -4,12 +4,10 @@
 
 For each layer: median eval-mode forward and training forward+backward (with the
 input gradient) time, images/s, effective GFLOP/s of the convolution's three
-matrix products over the whole step; ``matmul``: the time of those three products
-on the layer's own operands, ``share``: their part of the step, and ``vs alone``:
-numpy's time for the same shapes on fresh contiguous arrays divided by it (100%:
-the products inside Conv2D run at numpy's standalone rate). With PyTorch
-installed, the same layer in PyTorch (``torch.set_num_threads(cores)``, forward
-under ``no_grad``) and the ratio npnet / PyTorch of forward+backward.
+matrix products over the whole step, and the unfolding ``algorithm="auto"`` took
+(``rows`` or ``cols``, see Conv2D). With PyTorch installed, the same layer in
+PyTorch (``torch.set_num_threads(cores)``, forward under ``no_grad``) and the ratio
+npnet / PyTorch of forward+backward.
 """
 import argparse
 import os
@@ -40,22 +38,6 @@ def conv_flops(layer, batch, out_hw):
     return 2 * batch * out_hw[0] * out_hw[1] * layer.out_channels * k
 
 
-def product_times(layer, x, dout, repeat):
-    """Time the three matrix products of one training step two ways: on the operands the
-    layer itself uses (its cached unfolded input, its weight, the upstream gradient as it
-    arrives) and on fresh contiguous arrays of the same shapes (numpy's standalone rate)."""
-    layer.forward(x)
-    cols = layer._cache[2][0]  # (C*kh*kw, N*Ho*Wo), groups == 1
-    w = layer.params["weight"].reshape(layer.out_channels, -1)
-    d = dout.transpose(1, 0, 2, 3).reshape(layer.out_channels, -1)
-    dcols = np.empty(cols.shape, np.float32)
-    inside = median_ms(lambda: (w @ cols, cols @ d.T, np.matmul(w.T, d, out=dcols)), repeat=repeat)
-    rng = np.random.default_rng(0)
-    w2, c2, d2 = (rng.standard_normal(a.shape).astype(np.float32) for a in (w, cols, d))
-    alone = median_ms(lambda: (w2 @ c2, c2 @ d2.T, np.matmul(w2.T, d2, out=dcols)), repeat=repeat)
-    return inside, alone
-
-
 def torch_ms(layer, x, repeat):
     import torch
     from torch_equiv import to_torch
@@ -81,8 +63,7 @@ def main():
     except ImportError:
         have_torch = False
     print(f"cores: {os.cpu_count()}  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    head = (f"{'layer':<38}{'fwd ms':>8}{'f+b ms':>8}{'img/s':>8}{'GFLOP/s':>9}{'matmul':>8}"
-            f"{'share':>7}{'vs alone':>9}")
+    head = f"{'layer':<38}{'fwd ms':>8}{'f+b ms':>8}{'img/s':>8}{'GFLOP/s':>9}{'unfold':>7}"
     if have_torch:
         head += f"{'torch fwd':>10}{'torch f+b':>10}{'ratio':>7}"
     print(head)
@@ -103,10 +84,10 @@ def main():
         line = f"{name:<38}{fwd:>8.2f}{both:>8.2f}{batch / both * 1000:>8.0f}"
         if isinstance(layer, Conv2D):
             flops = 3 * conv_flops(layer, batch, out.shape[2:])
-            inside, alone = product_times(layer, x, dout, args.repeat)
-            line += f"{flops / both / 1e6:>9.0f}{inside:>8.2f}{inside / both:>7.0%}{alone / inside:>9.0%}"
+            layer.forward(x)
+            line += f"{flops / both / 1e6:>9.0f}{layer._saved()[1]:>7}"
         else:
-            line += f"{'':>9}{'':>8}{'':>7}{'':>9}"
+            line += f"{'':>9}{'':>7}"
         if have_torch:
             tf, tb = torch_ms(layer, x, args.repeat)
             line += f"{tf:>10.2f}{tb:>10.2f}{both / tb:>7.2f}"
