@@ -1,9 +1,9 @@
 """2-D convolution (cross-correlation, as in every deep-learning framework) by im2col."""
 import numpy as np
 
+from . import conv_rows
 from .base import Layer, grad_enabled
-from .im2col import (as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw,
-                     row_unfold, row_windows)
+from .im2col import as_padding, as_pair, col2im, empty_chwn, im2col, output_size, pad_nchw
 from .init import initialize, make_rng, zeros
 from .validation import check_size
 
@@ -97,12 +97,7 @@ class Conv2D(Layer):
             self.padding = padding if np.isscalar(padding) else list(padding)
         self.use_bias, self.init = bool(bias), init
         self.workspace_bytes = check_size(name, "workspace_bytes", workspace_bytes)
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"{name}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
         self._rows_eligible = self.groups == 1 and self.dilation == (1, 1)
-        if algorithm == "rows" and not self._rows_eligible:
-            raise ValueError(f"{name}: algorithm='rows' needs groups=1 and dilation 1, "
-                             f"got groups={self.groups}, dilation={self.dilation}")
         self.algorithm = algorithm
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
@@ -113,6 +108,20 @@ class Conv2D(Layer):
             self.params["bias"] = zeros(self.out_channels)
         self._pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1)
         self._workspace = {}
+
+    @property
+    def algorithm(self):
+        """``"auto"``, ``"im2col"`` or ``"rows"`` (see the class docstring); validated when set."""
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, value):
+        if not isinstance(value, str) or value not in ALGORITHMS:
+            raise ValueError(f"Conv2D: algorithm must be one of {ALGORITHMS}, got {value!r}")
+        if value == "rows" and not self._rows_eligible:
+            raise ValueError(f"Conv2D: algorithm='rows' needs groups=1 and dilation 1, "
+                             f"got groups={self.groups}, dilation={self.dilation}")
+        self._algorithm = value
 
     def get_config(self):
         config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -142,14 +151,18 @@ class Conv2D(Layer):
     def cost(self, input_shape):
         """Forward: 2 * C_out * Ho * Wo * (C_in / groups) * kh * kw (+ C_out * Ho * Wo for
         the bias); backward twice the products (weight and input gradients). The cache
-        is the unfolded input, ``C_in * kh * kw * Ho * Wo`` floats."""
+        is the unfolded input: ``C_in * kh * kw * Ho * Wo`` floats (im2col) or
+        ``rows * C_in * kw * Wo`` (the row unfolding, ``rows = (Ho - 1) * stride + kh``)."""
         _, ho, wo = self.output_shape(input_shape)
         kh, kw = self.kernel_size
+        cached = self.in_channels * kh * kw * ho * wo
+        if self._uses_rows(wo):
+            cached = ((ho - 1) * self.stride[0] + kh) * self.in_channels * kw * wo
         macs = self.out_channels * ho * wo * (self.in_channels // self.groups) * kh * kw
         bias = self.out_channels * ho * wo if self.use_bias else 0
         return {"forward_flops": 2 * macs + bias,
                 "backward_flops": (4 if self.input_grad else 2) * macs + bias,
-                "cache_bytes": 4 * self.in_channels * kh * kw * ho * wo}
+                "cache_bytes": 4 * cached}
 
     def _buffer(self, key, shape, dtype):
         """A workspace array reused across calls while shape and dtype stay the same."""
@@ -174,31 +187,61 @@ class Conv2D(Layer):
         cols = im2col(xp, self.kernel_size, self.stride, self.dilation, out_hw, out=out)
         return cols.reshape(self.groups, -1, out_hw[0] * out_hw[1] * n)
 
-    def _use_rows(self, n, ho, wo, itemsize):
+    def _uses_rows(self, wo):
+        """Whether this input geometry takes the row unfolding (never decided by the batch
+        size: the two unfoldings sum in different orders)."""
         if self.algorithm != "auto":
             return self.algorithm == "rows"
-        if not self._rows_eligible or self._pointwise or wo < ROWS_MIN_OUTPUT_WIDTH:
-            return False
-        kh, kw = self.kernel_size
-        nbytes = ((ho - 1) * self.stride[0] + kh) * self.in_channels * kw * wo * n * itemsize
-        limit = self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, NO_GRAD_CHUNK_BYTES)
-        return nbytes <= limit
+        return self._rows_eligible and not self._pointwise and wo >= ROWS_MIN_OUTPUT_WIDTH
 
-    def _weight_rows(self, dtype):
-        """The weight as ``(C_out, kh * C_in * kw)``, the row order of :func:`row_unfold`."""
-        return self.params["weight"].astype(dtype, copy=False).transpose(0, 2, 1, 3).reshape(
-            self.out_channels, -1)
+    def _dx_by_rows(self, c, h, w):
+        """Whether the row path computes dx by rows (stride 1, padding <= k - 1) or by fold."""
+        (kh, kw), (top, bottom, left, right) = self.kernel_size, self.pads
+        if self.stride != (1, 1) or max(top, bottom) > kh - 1 or max(left, right) > kw - 1:
+            return False
+        return self.algorithm == "rows" or (c >= ROWS_DX_MIN_CHANNELS and h * w >= ROWS_DX_MIN_PIXELS)
+
+    def _limit(self):
+        return self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, NO_GRAD_CHUNK_BYTES)
+
+    def _rows_chunk(self, x_shape, out_hw, itemsize):
+        """Batch slice whose row unfolding, and the input gradient's unfolding or fold
+        matrix, each fit the workspace limit."""
+        n, c, h, w = x_shape
+        (ho, wo), (kh, kw) = out_hw, self.kernel_size
+        per_sample = ((ho - 1) * self.stride[0] + kh) * c * kw * wo
+        if grad_enabled() and self.input_grad:
+            per_sample = max(per_sample, (h + kh - 1) * self.out_channels * kw * w if self._dx_by_rows(c, h, w)
+                             else c * kh * kw * ho * wo)
+        return max(1, min(n, self._limit() // (per_sample * itemsize)))
+
+    def _slices(self, n, chunk):
+        return [(n0, min(chunk, n - n0)) for n0 in range(0, n, chunk)]
+
+    def _unfold_rows(self, x, out_hw, keep):
+        """The row unfolding of batch slice ``x``, into the reused workspace when ``keep``."""
+        kh, kw = self.kernel_size
+        shape = ((out_hw[0] - 1) * self.stride[0] + kh, self.in_channels, kw, out_hw[1], x.shape[0])
+        out = self._buffer("rows", shape, x.dtype) if keep else None
+        return conv_rows.unfold_rows(x, self.kernel_size, self.stride, self.pads, out_hw, out=out)
 
     def _forward_rows(self, x, out_hw):
-        n, (ho, wo), (kh, kw) = x.shape[0], out_hw, self.kernel_size
-        rows = (ho - 1) * self.stride[0] + kh
-        shape = (rows, self.in_channels, kw, wo, n)
-        u = self._buffer("rows", shape, x.dtype) if grad_enabled() else None
-        u = row_unfold(x, kw, self.stride[1], self.pads, out_hw, rows, out=u)
-        out_mem = np.empty((self.out_channels, ho, wo * n), dtype=x.dtype)  # (C_out, Ho, Wo, N)
-        np.matmul(self._weight_rows(x.dtype), row_windows(u, kh, self.stride[0], ho),
-                  out=out_mem.transpose(1, 0, 2))
-        return out_mem.reshape(self.out_channels, ho, wo, n).transpose(3, 0, 1, 2), u
+        (n, co), (ho, wo) = (x.shape[0], self.out_channels), out_hw
+        w_rows = conv_rows.weight_rows(self.params["weight"].astype(x.dtype, copy=False))
+        chunk = self._rows_chunk(x.shape, out_hw, x.dtype.itemsize)
+        if chunk >= n:  # the whole batch: the unfolding is kept for backward
+            u = self._unfold_rows(x, out_hw, keep=grad_enabled())
+            out = conv_rows.forward(u, w_rows, self.kernel_size, self.stride, out_hw)
+            self._save_for_backward(x.shape, "rows", u)
+            return out.reshape(co, ho, wo, n).transpose(3, 0, 1, 2)
+        out = empty_chwn(n, co, ho, wo, x.dtype)
+        out_mem = out.transpose(1, 2, 3, 0)  # (C_out, Ho, Wo, N)
+        for n0, nb in self._slices(n, chunk):
+            u = self._unfold_rows(x[n0:n0 + nb], out_hw, keep=False)
+            part = conv_rows.forward(u, w_rows, self.kernel_size, self.stride, out_hw)
+            out_mem[..., n0:n0 + nb] = part.reshape(co, ho, wo, nb)
+        self._save_for_backward(x.shape, "rows-chunks", x)  # backward unfolds again
+        return out
 
     def forward(self, x):
         self._check_input(x, (self.in_channels, None, None))
@@ -207,10 +250,9 @@ class Conv2D(Layer):
         if n == 0:  # an empty batch: nothing to unfold
             self._save_for_backward(x.shape, "empty", None)
             return empty_chwn(0, self.out_channels, ho, wo, x.dtype)
-        if self._use_rows(n, ho, wo, x.dtype.itemsize):
-            out, u = self._forward_rows(x, (ho, wo))
+        if self._uses_rows(wo):
+            out = self._forward_rows(x, (ho, wo))
             self._add_bias(out)
-            self._save_for_backward(x.shape, "rows", u)
             return out
         g, og = self.groups, self.out_channels // self.groups
         weight = self.params["weight"].astype(x.dtype, copy=False).reshape(g, og, -1)
@@ -244,8 +286,8 @@ class Conv2D(Layer):
         if n == 0:
             grads = {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
             return (empty_chwn(0, c, h, w, dout.dtype) if self.input_grad else None), grads
-        if kind == "rows":
-            dx, dweight = self._backward_rows(dout, saved, x_shape, (ho, wo))
+        if kind in ("rows", "rows-chunks"):
+            dx, dweight = self._backward_rows(dout, kind, saved, x_shape, (ho, wo))
         else:
             dx, dweight = self._backward_im2col(dout, saved if kind == "cols" else None,
                                                 saved if kind == "chunks" else None, x_shape, (ho, wo))
@@ -254,34 +296,37 @@ class Conv2D(Layer):
             grads["bias"] = dout.transpose(1, 2, 3, 0).sum(axis=(1, 2, 3))
         return dx, grads
 
-    def _backward_rows(self, dout, u, x_shape, out_hw):
+    def _backward_rows(self, dout, kind, saved, x_shape, out_hw):
         n, c, h, w = x_shape
         (ho, wo), (kh, kw), co = out_hw, self.kernel_size, self.out_channels
-        # (N, C_out, Ho, Wo) -> (Ho, C_out, Wo * N): free when dout has this layer's output layout
-        drows = dout.transpose(2, 1, 3, 0).reshape(ho, co, wo * n)
-        # one (kh*C*kw, C_out) product per output row, summed: the rows' windows overlap
-        part = np.matmul(row_windows(u, kh, self.stride[0], ho), drows.transpose(0, 2, 1))
-        dweight = np.ascontiguousarray(part.sum(axis=0).T.reshape(co, kh, c, kw).transpose(0, 2, 1, 3))
-        if not self.input_grad:
-            return None, dweight
-        top, bottom, left, right = self.pads
-        flipped_pads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
-        by_rows = self.stride == (1, 1) and min(flipped_pads) >= 0 and (
-            self.algorithm == "rows" or (c >= ROWS_DX_MIN_CHANNELS and h * w >= ROWS_DX_MIN_PIXELS))
-        if not by_rows:
-            weight = self.params["weight"].astype(dout.dtype, copy=False).reshape(1, co, -1)
-            dout_mem = np.ascontiguousarray(dout.transpose(1, 2, 3, 0)).reshape(1, co, -1)
-            return self._input_grad_by_fold(dout_mem, weight, (n, c, h, w), out_hw), dweight
-        # stride 1: dx is the correlation of the upstream gradient, padded by k - 1 - pad,
-        # with the weight flipped in both axes and its channel axes swapped
-        flipped = self.params["weight"].astype(dout.dtype, copy=False)[:, :, ::-1, ::-1]
-        flipped = flipped.transpose(1, 2, 0, 3).reshape(c, kh * co * kw)
-        rows = h + kh - 1
-        du = self._buffer("drows", (rows, co, kw, w, n), dout.dtype)
-        du = row_unfold(dout, kw, 1, flipped_pads, (h, w), rows, out=du)
-        dx_mem = np.empty((c, h, w * n), dtype=dout.dtype)  # (C, H, W, N)
-        np.matmul(flipped, row_windows(du, kh, 1, h), out=dx_mem.transpose(1, 0, 2))
-        return dx_mem.reshape(c, h, w, n).transpose(3, 0, 1, 2), dweight
+        weight = self.params["weight"].astype(dout.dtype, copy=False)
+        by_rows = self.input_grad and self._dx_by_rows(c, h, w)
+        flipped = conv_rows.flipped_rows(weight) if by_rows else None
+        if kind == "rows":
+            slices = [(0, n)]
+        else:
+            slices = self._slices(n, self._rows_chunk(x_shape, out_hw, dout.dtype.itemsize))
+            dx = empty_chwn(n, c, h, w, dout.dtype) if self.input_grad else None
+        dweight = 0
+        for n0, nb in slices:
+            u = saved if kind == "rows" else self._unfold_rows(saved[n0:n0 + nb], out_hw, keep=False)
+            dout_slice = dout[n0:n0 + nb]
+            dweight = dweight + conv_rows.weight_grad(u, dout_slice, self.kernel_size, self.stride,
+                                                      self._limit())
+            if not self.input_grad:
+                continue
+            if by_rows:
+                du = self._buffer("drows", (h + kh - 1, co, kw, w, nb), dout.dtype)
+                part = conv_rows.input_grad(dout_slice, flipped, self.kernel_size, self.pads, (h, w), out=du)
+            else:
+                dout_mem = np.ascontiguousarray(dout_slice.transpose(1, 2, 3, 0)).reshape(1, co, -1)
+                part = self._input_grad_by_fold(dout_mem, weight.reshape(1, co, -1), (nb, c, h, w), out_hw)
+            if kind == "rows":
+                dx = part
+            else:
+                dx[n0:n0 + nb] = part
+        dweight = np.ascontiguousarray(dweight.reshape(co, kh, c, kw).transpose(0, 2, 1, 3))
+        return (dx if self.input_grad else None), dweight
 
     def _input_grad_by_fold(self, dout_g, weight, x_shape, out_hw):
         """dx of the batch slice whose upstream gradient is ``dout_g`` (G, C_out/G, Ho*Wo*nb):

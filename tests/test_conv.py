@@ -100,10 +100,10 @@ def test_matches_scipy(cfg, algorithm, rng):
         np.testing.assert_allclose(grads["bias"], ref_db, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[str(i) for i in range(len(CONFIGS))])
-def test_chunked_equals_whole_batch(cfg, rng):
-    whole = make(cfg, rng)
-    chunked = make(cfg, rng, workspace_bytes=1)  # one image per chunk
+@pytest.mark.parametrize("cfg,algorithm", CASES, ids=CASE_IDS)
+def test_chunked_equals_whole_batch(cfg, algorithm, rng):
+    whole = make(cfg, rng, algorithm=algorithm)
+    chunked = make(cfg, rng, workspace_bytes=1, algorithm=algorithm)  # one image per chunk
     chunked.params = {k: v.copy() for k, v in whole.params.items()}
     x = rng.standard_normal((5, cfg["cin"]) + cfg.get("hw", (7, 6))).astype(np.float32)
     out_w, out_c = whole.forward(x), chunked.forward(x)
@@ -297,7 +297,7 @@ def test_rows_equals_im2col_in_float32_on_realistic_sizes(kwargs, rng):
 def test_auto_picks_by_image_geometry_never_by_batch_size(rng):
     """The two unfoldings round differently; a batch split over ranks must compute the
     same forward values as the whole batch in one process, so the batch size never
-    decides (only a row unfolding larger than the workspace does)."""
+    decides (a row unfolding larger than the workspace is done in batch slices)."""
     import layers.conv as conv
     layer = Conv2D(32, 8, 3, padding=1, rng=rng)
     for n in (1, 4, 64):
@@ -306,11 +306,11 @@ def test_auto_picks_by_image_geometry_never_by_batch_size(rng):
         narrow = conv.ROWS_MIN_OUTPUT_WIDTH - 1
         layer.forward(rng.standard_normal((n, 32, 5, narrow)).astype(np.float32))
         assert layer._saved()[1] == "cols"
-    layer.workspace_bytes = 1024  # the row unfolding no longer fits: chunked im2col
+    layer.workspace_bytes = 1024  # the row unfolding no longer fits: still rows, by batch slices
     layer.forward(rng.standard_normal((64, 32, 16, 16)).astype(np.float32))
-    assert layer._saved()[1] == "chunks"
-    assert Conv2D(32, 8, 3, groups=2, rng=rng)._use_rows(64, 16, 16, 4) is False
-    assert Conv2D(32, 8, 3, dilation=2, rng=rng)._use_rows(64, 16, 16, 4) is False
+    assert layer._saved()[1] == "rows-chunks"
+    assert Conv2D(32, 8, 3, groups=2, rng=rng)._uses_rows(16) is False
+    assert Conv2D(32, 8, 3, dilation=2, rng=rng)._uses_rows(16) is False
 
 
 def test_auto_gives_a_split_batch_the_forward_values_of_the_whole(rng):
@@ -354,3 +354,53 @@ def test_algorithm_is_validated_and_saved(rng, tmp_path):
     model = Sequential(Conv2D(2, 3, 3, algorithm="rows", rng=rng))
     save_model(model, tmp_path / "m.npz")
     assert load(tmp_path / "m.npz").layers[0].algorithm == "rows"
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=5, padding=2, stride=2)])
+def test_rows_in_batch_slices_equal_the_whole_batch_and_stay_within_the_workspace(kwargs, rng):
+    """By rows (stride 1) and by fold (stride 2): slices of the batch (here of one or two
+    images, products so small that OpenBLAS may switch kernels) give the whole batch's
+    results to float32 rounding, and no workspace outgrows the limit."""
+    limit = 200_000
+    whole = Conv2D(32, 48, algorithm="rows", rng=1, **kwargs)
+    sliced = Conv2D(32, 48, algorithm="rows", rng=1, workspace_bytes=limit, **kwargs)
+    x = rng.standard_normal((24, 32, 14, 14)).astype(np.float32)
+    out = whole.forward(x)
+    np.testing.assert_allclose(sliced.forward(x), out, rtol=1e-5, atol=1e-5)
+    assert sliced._saved()[1] == "rows-chunks"
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    (dx_w, g_w), (dx_s, g_s) = whole.backward(dout), sliced.backward(dout)
+    np.testing.assert_allclose(dx_s, dx_w, rtol=1e-5, atol=1e-5)
+    for key in g_w:
+        np.testing.assert_allclose(g_s[key], g_w[key], rtol=1e-4, atol=1e-4)
+    assert max(buf.nbytes for buf in sliced._workspace.values()) <= limit
+
+
+def test_no_grad_forward_equals_the_training_forward_bit_for_bit(rng):
+    """Under no_grad the slices are smaller (16 MiB), never another unfolding."""
+    layer = Conv2D(64, 64, 3, padding=1, rng=rng)
+    x = rng.standard_normal((32, 64, 32, 32)).astype(np.float32)
+    trained = layer.forward(x)
+    with no_grad():
+        inferred = layer.forward(x)
+    np.testing.assert_array_equal(inferred, trained)
+    one = layer.forward(x[5:6])
+    np.testing.assert_array_equal(one[0], trained[5])
+
+
+def test_algorithm_can_be_changed_and_is_checked_when_set(rng):
+    layer = Conv2D(2, 3, 3, rng=rng)
+    layer.algorithm = "rows"
+    assert layer.get_config()["algorithm"] == "rows"
+    with pytest.raises(ValueError, match="Conv2D: algorithm must be one of"):
+        layer.algorithm = "ROWS"
+    grouped = Conv2D(4, 4, 3, groups=2, rng=rng)
+    with pytest.raises(ValueError, match="algorithm='rows' needs groups=1"):
+        grouped.algorithm = "rows"
+    assert grouped.algorithm == "auto"
+
+
+def test_cost_reports_the_cache_of_the_unfolding_taken():
+    rows = Conv2D(8, 4, 5, padding=2, algorithm="rows").cost((8, 16, 16))["cache_bytes"]
+    cols = Conv2D(8, 4, 5, padding=2, algorithm="im2col").cost((8, 16, 16))["cache_bytes"]
+    assert cols == 4 * 8 * 25 * 16 * 16 and rows == 4 * 20 * 8 * 5 * 16
