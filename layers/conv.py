@@ -1,4 +1,5 @@
-"""2-D convolution (cross-correlation, as in every deep-learning framework) by im2col."""
+"""2-D convolution (cross-correlation, as in every deep-learning framework) by im2col or by
+row unfolding (``layers/conv_rows.py``)."""
 import numpy as np
 
 from . import conv_rows
@@ -174,8 +175,7 @@ class Conv2D(Layer):
     def _chunk(self, n, ho, wo, itemsize):
         kh, kw = self.kernel_size
         per_sample = self.in_channels * kh * kw * ho * wo * itemsize
-        limit = self.workspace_bytes if grad_enabled() else min(self.workspace_bytes, NO_GRAD_CHUNK_BYTES)
-        return max(1, min(n, limit // per_sample))
+        return max(1, min(n, self._limit() // per_sample))
 
     def _unfold(self, xp, out_hw):
         """im2col into a reused workspace (a fresh array under ``no_grad``), as a
@@ -211,8 +211,9 @@ class Conv2D(Layer):
         (ho, wo), (kh, kw) = out_hw, self.kernel_size
         per_sample = ((ho - 1) * self.stride[0] + kh) * c * kw * wo
         if grad_enabled() and self.input_grad:
-            per_sample = max(per_sample, (h + kh - 1) * self.out_channels * kw * w if self._dx_by_rows(c, h, w)
-                             else c * kh * kw * ho * wo)
+            by_rows = self._dx_by_rows(c, h, w)
+            dx_work = (h + kh - 1) * self.out_channels * kw * w if by_rows else c * kh * kw * ho * wo
+            per_sample = max(per_sample, dx_work)
         return max(1, min(n, self._limit() // (per_sample * itemsize)))
 
     def _slices(self, n, chunk):
