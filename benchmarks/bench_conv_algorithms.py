@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_models import NETWORKS  # noqa: E402
 from layers import Conv2D  # noqa: E402
-from layers import conv as conv_module  # noqa: E402
 from layers.allocator import keep_freed_memory  # noqa: E402
 from models import zoo  # noqa: E402
 from timing import median_ms  # noqa: E402
@@ -55,13 +54,9 @@ def main():
                 for algorithm in ("im2col", "rows", "rows+fold"):
                     conv = Conv2D(**dict(config, algorithm=algorithm.split("+")[0]), rng=0)
                     conv.input_grad = index > 0
-                    saved = conv_module.ROWS_DX_MIN_CHANNELS
-                    if algorithm == "rows+fold":
-                        conv.algorithm = "auto"  # forced rows below, but the fold for dx
-                        conv_module.ROWS_DX_MIN_CHANNELS = 10**9  # never by rows
-                        conv._use_rows = lambda *a: True
+                    if algorithm == "rows+fold":  # the row unfolding, but dx by im2col's fold
+                        conv._dx_by_rows = lambda *a: False
                     times[algorithm] = time_layer(conv, x, args.repeat)
-                    conv_module.ROWS_DX_MIN_CHANNELS = saved
                 auto = Conv2D(**config, rng=0)
                 auto.input_grad = index > 0
                 auto.forward(x)

@@ -1,5 +1,7 @@
 """2-D convolution (cross-correlation, as in every deep-learning framework) by im2col or by
 row unfolding (``layers/conv_rows.py``)."""
+import math
+
 import numpy as np
 
 from . import conv_rows
@@ -158,7 +160,8 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         cached = self.in_channels * kh * kw * ho * wo
         if self._uses_rows(wo):
-            cached = ((ho - 1) * self.stride[0] + kh) * self.in_channels * kw * wo
+            cached = math.prod(conv_rows.unfolded_shape((1, self.in_channels), self.kernel_size,
+                                                        self.stride, (ho, wo)))
         macs = self.out_channels * ho * wo * (self.in_channels // self.groups) * kh * kw
         bias = self.out_channels * ho * wo if self.use_bias else 0
         return {"forward_flops": 2 * macs + bias,
@@ -209,7 +212,7 @@ class Conv2D(Layer):
         matrix, each fit the workspace limit."""
         n, c, h, w = x_shape
         (ho, wo), (kh, kw) = out_hw, self.kernel_size
-        per_sample = ((ho - 1) * self.stride[0] + kh) * c * kw * wo
+        per_sample = math.prod(conv_rows.unfolded_shape((1, c), self.kernel_size, self.stride, out_hw))
         if grad_enabled() and self.input_grad:
             by_rows = self._dx_by_rows(c, h, w)
             dx_work = (h + kh - 1) * self.out_channels * kw * w if by_rows else c * kh * kw * ho * wo
@@ -221,8 +224,7 @@ class Conv2D(Layer):
 
     def _unfold_rows(self, x, out_hw, keep):
         """The row unfolding of batch slice ``x``, into the reused workspace when ``keep``."""
-        kh, kw = self.kernel_size
-        shape = ((out_hw[0] - 1) * self.stride[0] + kh, self.in_channels, kw, out_hw[1], x.shape[0])
+        shape = conv_rows.unfolded_shape(x.shape, self.kernel_size, self.stride, out_hw)
         out = self._buffer("rows", shape, x.dtype) if keep else None
         return conv_rows.unfold_rows(x, self.kernel_size, self.stride, self.pads, out_hw, out=out)
 

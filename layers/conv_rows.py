@@ -23,9 +23,16 @@ def flipped_rows(weight):
     return weight[:, :, ::-1, ::-1].transpose(1, 2, 0, 3).reshape(c, -1)
 
 
+def unfolded_shape(x_shape, kernel, stride, out_hw):
+    """Shape of the row unfolding of an (n, C, H, W) input: ``(rows, C, kw, Wo, n)``, where
+    ``rows = (Ho - 1) * stride_h + kh`` are the padded rows the output rows reach."""
+    n, c = x_shape[:2]
+    return ((out_hw[0] - 1) * stride[0] + kernel[0], c, kernel[1], out_hw[1], n)
+
+
 def unfold_rows(x, kernel, stride, pads, out_hw, out=None):
-    """:func:`row_unfold` of NCHW ``x`` with the rows the output rows reach."""
-    rows = (out_hw[0] - 1) * stride[0] + kernel[0]
+    """:func:`row_unfold` of NCHW ``x`` into :func:`unfolded_shape`."""
+    rows = unfolded_shape(x.shape, kernel, stride, out_hw)[0]
     return row_unfold(x, kernel[1], stride[1], pads, out_hw, rows, out=out)
 
 
