@@ -200,6 +200,10 @@ class Trainer:
             if self.progress["global_step"] >= stop_at:
                 break
         if self._stop_requested():
+            if self.progress["step_in_epoch"] == 0:
+                # stopped before this epoch's first step: put the generator back where the
+                # epoch started, so that a resume draws this epoch's order again
+                self.rng.bit_generator.state = self.progress["epoch_rng"]
             return False
         self._end_epoch(epoch, [loss_sum, correct or 0, seen], labels, validation, time.perf_counter() - t0)
         return True

@@ -155,6 +155,36 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     assert_same(params(straight), params(stopped))
 
 
+class AtEpochEnd(Callback):
+    """Runs ``action(trainer)`` at the end of epoch ``when`` (0-based), during validation's wake."""
+
+    def __init__(self, when, action):
+        self.when, self.action = when, action
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == self.when + 1:
+            self.action(trainer)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_between_epochs_saves_a_checkpoint_that_resumes_exactly(tmp_path, sig):
+    x, y = blobs()
+    ck = tmp_path / "ck.npz"
+    straight = make_trainer()
+    straight.fit(x, y, epochs=3, batch_size=16)
+    stopped = make_trainer([AtEpochEnd(0, lambda t: os.kill(os.getpid(), sig)), Checkpoint(ck)])
+    stopped.fit(x, y, epochs=3, batch_size=16)
+    assert stopped.interrupted
+    _, meta = read_archive(ck)
+    assert meta["progress"]["epoch"] == 1 and meta["progress"]["step_in_epoch"] == 0
+    resumed = make_trainer()
+    resumed.resume(ck)
+    resumed.fit(x, y, epochs=3, batch_size=16)
+    assert_same(params(straight), params(resumed))
+    stopped.fit(x, y, epochs=3, batch_size=16)  # and in the same process
+    assert_same(params(straight), params(stopped))
+
+
 def test_second_ctrl_c_aborts_at_once():
     x, y = blobs()
 
