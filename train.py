@@ -120,6 +120,8 @@ def check_numbers(p, args):
             p.error(f"{flag(name)} must not be negative, got {value}")
     if args.lr == 0:
         p.error("--lr must be positive")
+    if not (math.isfinite(args.mpi_timeout) and args.mpi_timeout > 0):
+        p.error(f"--mpi-timeout must be a positive number of seconds, got {args.mpi_timeout}")
     if args.label_smoothing >= 1:
         p.error(f"--label-smoothing must be below 1, got {args.label_smoothing}")
     if args.seed < 0:
@@ -324,7 +326,12 @@ def resume(trainer, args, info):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C outside the point where training stops cleanly; the message says what was kept."""
+    """Ctrl-C outside the point where training stops cleanly; the message says what was kept,
+    ``signum`` the signal (the exit status is 128 + it)."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 def run(args, strategy=None):
@@ -347,7 +354,8 @@ def run(args, strategy=None):
         trainer.fit(xtr, ytr, args.epochs, args.batch_size, augment=augmenter(info["augment"]),
                     validation=(xte, yte), max_steps=args.max_steps)
     except KeyboardInterrupt:
-        raise Interrupted("stopped at once by a second signal; the last checkpoint is the previous one") from None
+        raise Interrupted("stopped at once by a second signal; the last checkpoint is the previous one",
+                          trainer.stop_signal or signal.SIGINT) from None
     if trainer.interrupted:
         saved = f": checkpoint saved to {args.save} (resume with --resume)" if args.save else ""
         log.info("interrupted by %s%s", signal.Signals(trainer.stop_signal).name, saved)
@@ -397,7 +405,7 @@ def main(argv=None):
         return 3
     except Interrupted as err:
         log.error("%s", err)
-        return 130
+        return 128 + err.signum
     except KeyboardInterrupt:
         log.error("interrupted during the evaluation%s", "" if args.eval_only else " after training")
         return 130

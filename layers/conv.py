@@ -63,8 +63,9 @@ class Conv2D(Layer):
       so the unfolding writes ``kh`` times less memory. With stride 1 the input
       gradient is computed the same way, from the upstream gradient unfolded along
       W and the flipped weight, with no fold; otherwise by im2col's fold.
-    - ``"auto"`` (default) picks ``"rows"`` where it is eligible and faster
-      (wide output rows, whole batch within ``workspace_bytes``), else ``"im2col"``.
+    - ``"auto"`` (default) picks ``"rows"`` where it is eligible and faster (outputs at
+      least 8 pixels wide), else ``"im2col"``; the image geometry decides, never the
+      batch size. A row unfolding larger than ``workspace_bytes`` is done in batch slices.
 
     Under :func:`layers.no_grad` nothing is kept and the chunks are at most 16 MiB.
     """

@@ -328,7 +328,8 @@ class Trainer:
             return
 
         def handler(signum, frame):
-            if self._signals:
+            if self._signals:  # a second signal: stop at once, saying which
+                self.interrupted, self.stop_signal = True, signum
                 raise KeyboardInterrupt
             self._signals.append(signum)
 

@@ -61,6 +61,10 @@ def refused(capsys, args):
     (["--schedule", "inv:inf:0.75"], "positive finite numbers"),
     (["--schedule", "multistep:3,2:0.1"], "milestones must be increasing"),
     (["--seed", "-1"], "--seed must be >= 0 (numpy seeds are non-negative integers)"),
+    (["--mpi-timeout", "nan"], "--mpi-timeout must be a positive number of seconds, got nan"),
+    (["--mpi-timeout", "0"], "--mpi-timeout must be a positive number of seconds"),
+    (["--mpi-timeout", "-1"], "--mpi-timeout must be a positive number of seconds"),
+    (["--mpi-timeout", "inf"], "--mpi-timeout must be a positive number of seconds"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs --momentum > 0"),
     (["--load", "m.npz"], "--load is read only with --eval-only"),
     (["--eval-only", "--load", "m.npz", "--save", "s.npz"], "--save: training options, not used with --eval-only"),
@@ -247,4 +251,13 @@ def test_a_second_ctrl_c_during_training_is_reported_as_such(tiny, monkeypatch, 
         raise KeyboardInterrupt
     monkeypatch.setattr(train.Trainer, "fit", interrupted)
     assert train.main(tiny) == 130
+    assert "stopped at once by a second signal" in caplog.text
+
+
+def test_a_second_sigterm_exits_with_sigterm_s_status(tiny, monkeypatch, caplog):
+    def interrupted(self, *args, **kwargs):
+        self.interrupted, self.stop_signal = True, signal.SIGTERM  # what the second signal leaves
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train.Trainer, "fit", interrupted)
+    assert train.main(tiny) == 128 + signal.SIGTERM
     assert "stopped at once by a second signal" in caplog.text

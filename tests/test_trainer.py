@@ -371,6 +371,15 @@ def test_a_last_batch_of_one_sample_joins_the_previous_one(n, sizes):
     assert np.diff([0] + seen[:len(sizes)]).tolist() == sizes and seen[len(sizes) - 1] == n
 
 
+def test_a_second_signal_stops_at_once_and_names_itself():
+    x, y = blobs()
+    twice = At(2, lambda t: [os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGTERM)])
+    trainer = make_trainer([twice])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(x, y, epochs=2, batch_size=16)
+    assert trainer.interrupted and trainer.stop_signal == signal.SIGTERM
+
+
 def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     x, y = blobs()
     ck = tmp_path / "ck.npz"
