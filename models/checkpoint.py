@@ -56,8 +56,8 @@ def load_checkpoint(path, model, optimizer, schedule, generators, progress_field
               (("optimizer", dict), ("schedule", dict), ("rng", list), ("progress", dict))}
     for key, obj in (("optimizer_class", optimizer), ("schedule_class", schedule)):
         if key in meta and meta[key] != type(obj).__name__:  # older checkpoints do not say
-            raise ValueError(f"{path}: the checkpoint was saved with {_short(meta[key])}, "
-                             f"not {type(obj).__name__}")
+            raise ValueError(f"{path}: the checkpoint was saved with {_short(_described(meta[key]))}, "
+                             f"this run has {_described(type(obj).__name__)}")
     check_model_arrays(model, arrays, path, prefix="model/")
     state = _optimizer_state(path, optimizer, fields["optimizer"], arrays)
     _check_like(path, "schedule", fields["schedule"], schedule.state_dict())
@@ -184,6 +184,11 @@ def _check_progress(path, progress, fields):
             raise ValueError(f"{path}: progress field {key!r} is out of range ({_short(value)})")
         if isinstance(value, dict):
             _check_rng_state(path, f"progress field {key!r}", value)
+
+
+def _described(class_name):
+    """A class name for a message; the Trainer's stand-in for "no schedule" is private."""
+    return "no schedule" if class_name == "_NoSchedule" else class_name
 
 
 def load_model(path):

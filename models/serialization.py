@@ -269,6 +269,7 @@ def save_model(model, path):
 def load(path):
     """Rebuild a model saved by :func:`save_model`, without pickle or the building code."""
     arrays, meta = read_archive(path)
+    _refuse_checkpoint(path, meta)
     if meta.get("format") != FORMAT or "architecture" not in meta:
         raise ValueError(f"{path}: not an npnet model archive (format {_short(meta.get('format'))})")
     other = sorted(k for k in arrays if not k.startswith(("params/", "buffers/")))
@@ -280,6 +281,14 @@ def load(path):
 def load_weights(model, path):
     """Load parameters and buffers saved from a model of the same architecture into
     ``model``'s own arrays (converted to their dtypes); all are checked first."""
-    arrays, _ = read_archive(path)
+    arrays, meta = read_archive(path)
+    _refuse_checkpoint(path, meta)
     assign_model_arrays(model, arrays, path)
     return model
+
+
+def _refuse_checkpoint(path, meta):
+    if meta.get("format") == "npnet-checkpoint-1":
+        raise ValueError(f"{path}: a training checkpoint, not a saved model: "
+                         "models.checkpoint.load_model(path) rebuilds its model, "
+                         "Trainer.resume(path) continues its training")

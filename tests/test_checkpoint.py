@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import layers as L
+import models
 from models import Sequential
 from models.archive import read_archive, write_archive
 from models.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -133,6 +134,21 @@ def test_a_checkpoint_for_another_optimizer_changes_nothing(saved):
     opt = SGD(model.params, lr=0.1, momentum=0.9)
     sched = StepLR(opt, 2)
     before = state_of(model, opt, sched, gens)
-    with pytest.raises(ValueError, match="ck.npz: the checkpoint was saved with 'Adam', not SGD"):
+    with pytest.raises(ValueError, match="ck.npz: the checkpoint was saved with 'Adam', this run has SGD"):
         load_checkpoint(path, model, opt, sched, gens)
     assert_same(state_of(model, opt, sched, gens), before)
+
+
+def test_loading_a_checkpoint_as_a_model_says_what_to_call(tmp_path):
+    from models.trainer import Trainer
+    model = Sequential(L.Dense(4, 3, rng=0))
+    opt = SGD(model.params, 0.1)
+    trainer = Trainer(model, L.SoftmaxCrossEntropy(), opt, StepLR(opt, 5, 0.5), rng=0)
+    trainer.save_checkpoint(tmp_path / "ck.npz")
+    for call in (lambda: models.load(tmp_path / "ck.npz"), lambda: models.load_weights(model, tmp_path / "ck.npz")):
+        with pytest.raises(ValueError, match=r"ck.npz: a training checkpoint, not a saved model: "
+                                             r"models.checkpoint.load_model\(path\) rebuilds its model"):
+            call()
+    plain = Trainer(Sequential(L.Dense(4, 3, rng=0)), L.SoftmaxCrossEntropy(), SGD(model.params, 0.1), rng=0)
+    with pytest.raises(ValueError, match="saved with 'StepLR', this run has no schedule"):
+        plain.resume(tmp_path / "ck.npz")
