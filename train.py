@@ -219,7 +219,7 @@ def run_info(args, spec, train_size):
     """What a checkpoint records about its run, to check a --resume against."""
     info = {name: getattr(args, name) for name in RESUME_MUST_MATCH}
     info.update(model=args.model or spec.model, augment=augmentation(args, spec), train_size=train_size,
-                lr=DEFAULT_LR if args.lr is None else args.lr)
+                lr=DEFAULT_LR if args.lr is None else args.lr, epochs=args.epochs)
     return info
 
 
@@ -234,6 +234,10 @@ def check_resume(args, saved, run, mid_epoch):
               f"{run[k]} now" for k in keys if saved[k] != run[k]]
     if differ:
         raise ValueError(f"--resume {args.resume}: the checkpoint does not match this run: {'; '.join(differ)}")
+    if parse_schedule(args.schedule)[0] == "cosine" and saved.get("epochs", args.epochs) != args.epochs:
+        log.warning("--resume %s: the cosine schedule was planned for --epochs %s and now follows "
+                    "--epochs %s from this step (give --epochs %s to keep the plan)",
+                    args.resume, saved["epochs"], args.epochs, saved["epochs"])
 
 
 def make_callbacks(args, spec, model, xte, yte, info):

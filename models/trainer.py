@@ -152,7 +152,9 @@ class Trainer:
             max_steps = check_size("Trainer.fit", "max_steps", max_steps)
         self.epochs, self.batch_size = epochs, batch_size
         self.steps_per_epoch = self.epoch_steps(len(x), batch_size)
-        stop_at = min(self.steps_per_epoch * epochs, math.inf if max_steps is None else max_steps)
+        # epochs end the run by the epoch count (the size of an epoch may change between
+        # a checkpoint taken at an epoch's end and its resume); max_steps by the global step
+        stop_at = math.inf if max_steps is None else max_steps
         self.interrupted, self.stop_signal = False, None
         self.strategy.broadcast_model(self.model)
         with self._catch_signals(), self._no_input_grad():

@@ -188,8 +188,10 @@ def test_resume_refuses_another_run_and_names_the_difference(tiny, tmp_path, cap
         assert f"--resume {ck}: the checkpoint does not match this run: {message}" in caplog.text
         assert ck.read_bytes() == saved
     # what may change: --epochs, --max-steps, outputs; --lr equal to the checkpoint's
+    caplog.clear()
     assert train.main(tiny + ["--epochs", "2", "--lr", "0.05", "--resume", str(ck), "--save", str(ck)]) == 0
     assert read_archive(ck)[1]["progress"]["epoch"] == 2
+    assert "the cosine schedule was planned for --epochs 1 and now follows --epochs 2" in caplog.text
 
 
 def test_eval_only_needs_only_the_test_files_and_takes_a_single_dense_model(tiny, tmp_path, caplog):

@@ -431,3 +431,14 @@ def test_fit_takes_numpy_integer_counts():
     trainer = make_trainer()
     trainer.fit(x, y, epochs=np.int64(1), batch_size=np.int32(40), max_steps=np.int64(2))
     assert trainer.progress["global_step"] == 2
+
+
+def test_a_resume_at_an_epoch_end_with_fewer_samples_runs_every_remaining_epoch(tmp_path):
+    x, y = blobs()
+    first = make_trainer([Checkpoint(tmp_path / "ck.npz")])
+    first.fit(x, y, epochs=1, batch_size=16)  # 6 steps
+    resumed = make_trainer()
+    resumed.resume(tmp_path / "ck.npz")
+    resumed.fit(x[:48], y[:48], epochs=3, batch_size=16)  # 3 steps per epoch from here
+    assert resumed.progress["epoch"] == 3 and resumed.progress["global_step"] == 6 + 2 * 3
+    assert [r["epoch"] for r in resumed.history] == [2, 3]
