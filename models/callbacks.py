@@ -60,7 +60,9 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch (running loss, accuracy, images/s) and one log line per epoch.
+    """A tqdm bar per epoch (running loss, accuracy, images/s) and one log line per epoch,
+    on the ``npnet.train`` logger (``logging.basicConfig(level=logging.INFO)`` shows it
+    from a script of your own; ``train.py`` sets that up).
 
     ``disable=None`` hides the bar when the output is not a terminal; ``True`` always.
     """
