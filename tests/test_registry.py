@@ -1,6 +1,7 @@
 """The layer registry: no silent replacement, private bases unloadable, and
 get_config checked when a model is saved."""
 import importlib
+import os
 import sys
 
 import numpy as np
@@ -212,3 +213,14 @@ def test_layer_spec_of_a_deeply_nested_model_is_a_clear_error():
     with pytest.raises(ValueError, match="nested more than"):
         layer_spec(model)
     assert models.layer_spec(Sequential(L.ReLU()))["class"] == "Sequential"
+
+
+@pytest.mark.parametrize("module", ["models.container", "models.serialization", "models.sequential",
+                                    "models.branches", "layers.registry", "models.trainer"])
+def test_every_module_imports_first_without_a_cycle(module):
+    """Imported first in a fresh interpreter, each module loads (no circular import)."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
