@@ -12,11 +12,18 @@ The distributed columns (with mpi4py, ``pip install -e ".[mpi]"``) time the same
 global batch stepped data-parallel by ``--ranks`` single-threaded MPI processes
 (``mpiexec -n K``, each its slice of the batch, one gradient Allreduce per step),
 against the one process above that uses every core through its BLAS threads.
+
+The machine may be shared and its speed drift over minutes. With ``--rounds R``
+the workers of a network run in turns R times (npnet, PyTorch, distributed, then
+again); every figure is the median over the rounds and every ratio the median of
+the ratios within a round (both frameworks measured minutes apart, never longer),
+and each round's ratios are listed after the table.
 """
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 
@@ -125,6 +132,8 @@ def main():
     parser.add_argument("--ranks", type=int, default=os.cpu_count(),
                         help="MPI processes of the distributed columns (default: one per core)")
     parser.add_argument("--no-distributed", action="store_true", help="skip the distributed columns")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run each network's workers in turns this many times; report medians")
     parser.add_argument("--worker", choices=["npnet", "npnet-mpi", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,21 +161,56 @@ def main():
         head += f"{f'{args.ranks}rk ms':>9}{'img/s':>8}{'speedup':>8}"
         head += f"{'ratio':>7}" if have_torch else ""
     print(head)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    per_round = []
     for net in args.nets:
-        r = run_worker("npnet", net, args.warmup, args.repeat, args.default_malloc)
-        b = r["batch"]
-        line = (f"{net:<15}{b:>6}{r['train_ms']:>10.1f}{b / r['train_ms'] * 1000:>8.0f}"
-                f"{b / r['infer_ms'] * 1000:>11.0f}{r['peak_mb']:>9.0f}")
-        if have_torch:
-            t = run_worker("torch", net, args.warmup, args.repeat, args.default_malloc)
-            line += (f"{t['train_ms']:>10.1f}{b / t['train_ms'] * 1000:>8.0f}{b / t['infer_ms'] * 1000:>11.0f}"
-                     f"{r['train_ms'] / t['train_ms']:>7.2f}{r['infer_ms'] / t['infer_ms']:>11.2f}")
-        if have_mpi:
-            d = run_worker("npnet-mpi", net, args.warmup, args.repeat, args.default_malloc, args.ranks)
-            line += f"{d['train_ms']:>9.1f}{b / d['train_ms'] * 1000:>8.0f}{r['train_ms'] / d['train_ms']:>8.2f}"
-            line += f"{d['train_ms'] / t['train_ms']:>7.2f}" if have_torch else ""
-        print(line, flush=True)
+        rounds = [measure_network(net, args, have_torch, have_mpi) for _ in range(args.rounds)]
+        print(table_line(net, rounds, args, have_torch, have_mpi), flush=True)
+        per_round.append((net, rounds))
+    if args.rounds > 1 and (have_torch or have_mpi):
+        print(f"ratios of each round ({args.rounds} rounds, the table gives their medians):")
+        for net, rounds in per_round:
+            parts = []
+            if have_torch:
+                parts.append("npnet/torch " + " ".join(f"{m['ratio']:.2f}" for m in rounds))
+            if have_mpi:
+                parts.append("speedup " + " ".join(f"{m['speedup']:.2f}" for m in rounds))
+            if have_torch and have_mpi:
+                parts.append(f"{args.ranks}rk/torch " + " ".join(f"{m['mpi_ratio']:.2f}" for m in rounds))
+            print(f"  {net:<15}" + "   ".join(parts))
 
+
+def measure_network(net, args, have_torch, have_mpi):
+    """One round: every worker of ``net`` once, in turn; times and the ratios within the round."""
+    r = run_worker("npnet", net, args.warmup, args.repeat, args.default_malloc)
+    m = {"batch": r["batch"], "train_ms": r["train_ms"], "infer_ms": r["infer_ms"], "peak_mb": r["peak_mb"]}
+    if have_torch:
+        t = run_worker("torch", net, args.warmup, args.repeat, args.default_malloc)
+        m.update(torch_ms=t["train_ms"], torch_infer_ms=t["infer_ms"], ratio=r["train_ms"] / t["train_ms"],
+                 eval_ratio=r["infer_ms"] / t["infer_ms"])
+    if have_mpi:
+        d = run_worker("npnet-mpi", net, args.warmup, args.repeat, args.default_malloc, args.ranks)
+        m.update(mpi_ms=d["train_ms"], speedup=r["train_ms"] / d["train_ms"])
+        if have_torch:
+            m["mpi_ratio"] = d["train_ms"] / m["torch_ms"]
+    return m
+
+
+def table_line(net, rounds, args, have_torch, have_mpi):
+    """The table's line for ``net``: medians over the rounds."""
+    def med(key):
+        return statistics.median(m[key] for m in rounds)
+    b = rounds[0]["batch"]
+    line = (f"{net:<15}{b:>6}{med('train_ms'):>10.1f}{b / med('train_ms') * 1000:>8.0f}"
+            f"{b / med('infer_ms') * 1000:>11.0f}{med('peak_mb'):>9.0f}")
+    if have_torch:
+        line += (f"{med('torch_ms'):>10.1f}{b / med('torch_ms') * 1000:>8.0f}"
+                 f"{b / med('torch_infer_ms') * 1000:>11.0f}{med('ratio'):>7.2f}{med('eval_ratio'):>11.2f}")
+    if have_mpi:
+        line += f"{med('mpi_ms'):>9.1f}{b / med('mpi_ms') * 1000:>8.0f}{med('speedup'):>8.2f}"
+        line += f"{med('mpi_ratio'):>7.2f}" if have_torch else ""
+    return line
 
 if __name__ == "__main__":
     main()
