@@ -34,7 +34,7 @@ class Swish(Layer):
 
     def backward(self, dout):
         x, s = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         return dout * (s + x * s * (1 - s)), {}
 
 
@@ -59,6 +59,7 @@ class PReLU(Layer):
         return self.params["weight"].astype(x.dtype).reshape((1, -1) + (1,) * (x.ndim - 2))
 
     def forward(self, x):
+        self._check_input(x)
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"PReLU: expected input of shape (N, {self.num_channels}, ...), got {x.shape}")
         positive = x > 0
@@ -67,7 +68,7 @@ class PReLU(Layer):
 
     def backward(self, dout):
         x, positive = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         axes = (0,) + tuple(range(2, x.ndim))
         dweight = np.where(positive, 0, dout * x).sum(axis=axes)
         return np.where(positive, dout, dout * self._slope(x)), {"weight": dweight}

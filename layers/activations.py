@@ -28,7 +28,7 @@ class ReLU(Layer):
 
     def backward(self, dout):
         (positive,) = self._saved()
-        self._check_dout(dout, positive.shape)
+        dout = self._check_dout(dout, positive.shape)
         return dout * positive, {}
 
     def active_mask(self):
@@ -56,7 +56,7 @@ class LeakyReLU(Layer):
 
     def backward(self, dout):
         (positive,) = self._saved()
-        self._check_dout(dout, positive.shape)
+        dout = self._check_dout(dout, positive.shape)
         return np.where(positive, dout, dout * dout.dtype.type(self.negative_slope)), {}
 
 
@@ -71,7 +71,7 @@ class Sigmoid(Layer):
 
     def backward(self, dout):
         (out,) = self._saved()
-        self._check_dout(dout, out.shape)
+        dout = self._check_dout(dout, out.shape)
         return dout * out * (1 - out), {}
 
 
@@ -86,7 +86,7 @@ class Tanh(Layer):
 
     def backward(self, dout):
         (out,) = self._saved()
-        self._check_dout(dout, out.shape)
+        dout = self._check_dout(dout, out.shape)
         return dout * (1 - out * out), {}
 
 
@@ -121,7 +121,7 @@ class Softmax(Layer):
 
     def backward(self, dout):
         (out,) = self._saved()
-        self._check_dout(dout, out.shape)
+        dout = self._check_dout(dout, out.shape)
         return out * (dout - (dout * out).sum(axis=self.axis, keepdims=True)), {}
 
 
@@ -169,7 +169,7 @@ class ELU(Layer):
 
     def backward(self, dout):
         positive, out = self._saved()
-        self._check_dout(dout, out.shape)
+        dout = self._check_dout(dout, out.shape)
         return dout * np.where(positive, 1, out + out.dtype.type(self.alpha)), {}
 
 
@@ -208,7 +208,7 @@ class GELU(Layer):
 
     def backward(self, dout):
         (x,) = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         t = x.dtype.type
         if self.approximate == "tanh":
             k = t(math.sqrt(2 / math.pi))
@@ -250,7 +250,7 @@ class Softplus(Layer):
 
     def backward(self, dout):
         (x,) = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         z = x * x.dtype.type(self.beta)
         return dout * np.where(z > self.threshold, 1, _expit(z)), {}
 
@@ -301,7 +301,7 @@ class PReLU(Layer):
 
     def backward(self, dout):
         x, positive = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         negative_part = np.where(positive, 0, dout * x)
         if self.num_slopes == 1:
             dweight = negative_part.sum().reshape(1)
@@ -332,7 +332,7 @@ class Hardswish(Layer):
 
     def backward(self, dout):
         (x,) = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         t = x.dtype.type
         grad = np.where(x <= -3, t(0), np.where(x < 3, x / t(3) + t(0.5), t(1)))
         return dout * grad, {}
@@ -358,7 +358,7 @@ class SiLU(Layer):
 
     def backward(self, dout):
         x, s = self._saved()
-        self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, x.shape)
         return dout * (s * (1 + x * (1 - s))), {}
 
 
@@ -400,5 +400,5 @@ class LogSoftmax(Layer):
 
     def backward(self, dout):
         (out,) = self._saved()
-        self._check_dout(dout, out.shape)
+        dout = self._check_dout(dout, out.shape)
         return dout - np.exp(out) * dout.sum(axis=self.axis, keepdims=True), {}

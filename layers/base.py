@@ -236,9 +236,15 @@ class Layer:
                     shape = "(N, " + ", ".join("*" if t is None else str(t) for t in trailing) + ")"
                     raise ValueError(f"{type(self).__name__}: expected input of shape {shape}, "
                                      f"got {x.shape}{_nhwc_hint(x.shape, trailing)}")
+        self._input_dtype = x.dtype
 
-    def _check_dout(self, dout, shape):
-        """Validate an upstream gradient: a floating numpy array of exactly ``shape``."""
+    def _check_dout(self, dout, shape, dtype=None):
+        """Validate an upstream gradient: a floating numpy array of exactly ``shape``.
+
+        Returns it in ``dtype`` (default: the dtype of the last input :meth:`_check_input`
+        accepted), converted when it has another floating dtype, so that every gradient
+        of a backward pass has the forward's precision (as PyTorch's autograd does).
+        """
         name = type(self).__name__
         if not isinstance(dout, np.ndarray):
             raise TypeError(f"{name}.backward: expected the upstream gradient as a numpy array of "
@@ -249,6 +255,8 @@ class Layer:
         if dout.shape != tuple(shape):
             raise ValueError(f"{name}.backward: expected upstream gradient of shape "
                              f"{tuple(shape)}, got {dout.shape}")
+        dtype = self.__dict__.get("_input_dtype") if dtype is None else dtype
+        return dout if dtype is None or dout.dtype == dtype else dout.astype(dtype)
 
 
 def _nhwc_hint(shape, trailing):

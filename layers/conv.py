@@ -286,7 +286,7 @@ class Conv2D(Layer):
         x_shape, kind, saved = self._saved()
         n, c, h, w = x_shape
         ho, wo = self._out_hw(h, w)
-        self._check_dout(dout, (n, self.out_channels, ho, wo))
+        dout = self._check_dout(dout, (n, self.out_channels, ho, wo))
         if n == 0:
             grads = {k: np.zeros(p.shape, dout.dtype) for k, p in self.params.items()}
             return (empty_chwn(0, c, h, w, dout.dtype) if self.input_grad else None), grads

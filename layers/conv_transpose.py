@@ -131,7 +131,7 @@ class ConvTranspose2D(Layer):
         (xc,) = self._saved()
         n, _, h, w = xc.shape
         ho, wo = self._out_hw(h, w)
-        self._check_dout(dout, (n, self.out_channels, ho, wo))
+        dout = self._check_dout(dout, (n, self.out_channels, ho, wo))
         (ph, pw), g = self.padding, self.groups
         # the windows forward folded, unfolded again; rows that output_padding added lie
         # past the last window and are never read

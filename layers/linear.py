@@ -56,7 +56,7 @@ class Dense(Layer):
 
     def backward(self, dout):
         (x,) = self._saved()
-        self._check_dout(dout, (x.shape[0], self.out_features))
+        dout = self._check_dout(dout, (x.shape[0], self.out_features))
         grads = {"weight": dout.T @ x}
         if self.use_bias:
             grads["bias"] = dout.sum(axis=0)

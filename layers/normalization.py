@@ -114,7 +114,7 @@ class _BatchNorm(Layer):
 
     def backward(self, dout):
         xhat, inv_std, shape, order, batch_stats = self._saved()
-        self._check_dout(dout, shape)
+        dout = self._check_dout(dout, shape)
         if xhat is None or xhat.shape[1] == 0:  # an empty batch (einsum may not zero an empty float16 sum)
             if self.sync is not None and batch_stats:  # the other ranks wait for this one's (zero) sums
                 self.sync.gradient_sums(*[np.zeros(self.num_features, dout.dtype)] * 2, 0)
@@ -235,7 +235,7 @@ class LayerNorm(Layer):
 
     def backward(self, dout):
         xhat, inv_std = self._saved()
-        self._check_dout(dout, xhat.shape)
+        dout = self._check_dout(dout, xhat.shape)
         batch_axes = tuple(range(xhat.ndim - len(self.normalized_shape)))
         grads = {}
         dxhat = dout
@@ -311,7 +311,7 @@ class GroupNorm(Layer):
 
     def backward(self, dout):
         xhat, inv_std = self._saved()
-        self._check_dout(dout, xhat.shape)
+        dout = self._check_dout(dout, xhat.shape)
         grads = {}
         dxhat = dout
         if self.affine:

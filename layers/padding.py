@@ -50,5 +50,5 @@ class ZeroPad2D(Layer):
         (shape,) = self._saved()
         left, right, top, bottom = self.padding
         _, _, h, w = shape
-        self._check_dout(dout, shape[:2] + (h + top + bottom, w + left + right))
+        dout = self._check_dout(dout, shape[:2] + (h + top + bottom, w + left + right))
         return dout[:, :, top:top + h, left:left + w], {}

@@ -100,7 +100,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dout):
         x_shape, col_tap, row_tap = self._saved()
-        self._check_dout(dout, row_tap.shape)
+        dout = self._check_dout(dout, row_tap.shape)
         rows, cols = self._plans(x_shape, row_tap.shape[2:])
         drow = _route(dout, row_tap, 2, rows, x_shape[2])  # (N, C, H, Wo)
         return _route(drow, col_tap, 3, cols, x_shape[3]), {}
@@ -236,7 +236,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dout):
         x_shape, divisor = self._saved()
-        self._check_dout(dout, x_shape[:2] + divisor.shape[2:])
+        dout = self._check_dout(dout, x_shape[:2] + divisor.shape[2:])
         rows, cols = self._plans(x_shape, divisor.shape[2:])
         # every element of a window receives an equal share of the window's gradient
         share = dout / divisor
@@ -287,7 +287,7 @@ class GlobalAvgPool2D(Layer):
 
     def backward(self, dout):
         (x_shape,) = self._saved()
-        self._check_dout(dout, x_shape[:2])
+        dout = self._check_dout(dout, x_shape[:2])
         scale = dout.dtype.type(1.0 / (x_shape[2] * x_shape[3]))
         dx = empty_chwn(*x_shape, dout.dtype)
         dx[...] = (dout * scale)[:, :, None, None]

@@ -41,7 +41,7 @@ class Dropout(Layer):
 
     def backward(self, dout):
         shape, mask = self._saved()
-        self._check_dout(dout, shape)
+        dout = self._check_dout(dout, shape)
         if mask is None:
             return dout.copy(), {}
         return dout * mask, {}
@@ -88,5 +88,5 @@ class Dropout2D(Layer):
 
     def backward(self, dout):
         shape, mask = self._saved()
-        self._check_dout(dout, shape)
+        dout = self._check_dout(dout, shape)
         return (dout.copy() if mask is None else dout * mask), {}

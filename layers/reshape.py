@@ -29,7 +29,7 @@ class Flatten(Layer):
 
     def backward(self, dout):
         (x,) = self._saved()
-        self._check_dout(dout, (x.shape[0], math.prod(x.shape[1:])))
+        dout = self._check_dout(dout, (x.shape[0], math.prod(x.shape[1:])))
         # hand the gradient back in the input's memory layout, so that the layer
         # before reads it in the order it reads its own arrays
         dx = np.empty_like(x, dtype=dout.dtype)

@@ -144,7 +144,7 @@ class Upsample2D(Layer):
         (shape,) = self._saved()
         n, c, h, w = shape
         ho, wo = self._out_hw(h, w)
-        self._check_dout(dout, (n, c, ho, wo))
+        dout = self._check_dout(dout, (n, c, ho, wo))
         repeat = self._repeat()
         if repeat:
             sh, sw = repeat

@@ -56,8 +56,8 @@ class Residual(Container):
     def backward(self, dout):
         dx, grads = self.block.backward(dout)
         grads = self._prefixed("block", grads)
-        if self.shortcut is None:
-            return dx + dout, grads
+        if self.shortcut is None:  # the block's dx has the forward's dtype; keep it
+            return dx + dout.astype(dx.dtype, copy=False), grads
         dskip, skip_grads = self.shortcut.backward(dout)
         grads.update(self._prefixed("shortcut", skip_grads))
         return dx + dskip, grads
@@ -114,7 +114,7 @@ class Multiply(Container):
 
     def backward(self, dout):
         a, b = self._saved()
-        self._check_dout(dout, a.shape)
+        dout = self._check_dout(dout, a.shape, a.dtype)
         dxa, grads_a = self.branch_a.backward(dout * b)
         dxb, grads_b = self.branch_b.backward(dout * a)
         grads = self._prefixed("branch_a", grads_a)
@@ -205,15 +205,16 @@ class Concat(Container):
                     outs[0].shape[:axis] + outs[0].shape[axis + 1:]:
                 raise ValueError(f"Concat: branch {i} output {out.shape} and branch 0 output "
                                  f"{outs[0].shape} differ on an axis other than {self.axis}")
-        self._save_for_backward(tuple(out.shape for out in outs))
-        return np.concatenate(outs, axis=axis)
+        out = np.concatenate(outs, axis=axis)
+        self._save_for_backward(tuple(branch_out.shape for branch_out in outs), out.dtype)
+        return out
 
     def backward(self, dout):
-        (shapes,) = self._saved()
+        shapes, dtype = self._saved()
         axis = self._sample_axis(len(shapes[0]) - 1) + 1
         sizes = [shape[axis] for shape in shapes]
         expected = shapes[0][:axis] + (sum(sizes),) + shapes[0][axis + 1:]
-        self._check_dout(dout, expected)
+        dout = self._check_dout(dout, expected, dtype)
         pieces = np.split(dout, np.cumsum(sizes)[:-1], axis=axis)
         dx, grads = None, {}
         for i, (branch, piece) in enumerate(zip(self.branches, pieces)):

@@ -91,6 +91,8 @@ class Sequential(Container):
             self._refuse_input(x)
         if not self._dtype_warned and getattr(x, "dtype", np.dtype(np.float32)).itemsize > 4:
             self._warn_wider_input(x)
+        if not self.layers:  # the identity: its backward gives the gradient in x's dtype
+            self._input_dtype = getattr(x, "dtype", None)
         for layer in self.layers:
             x = layer.forward(x)
         return x
@@ -120,6 +122,10 @@ class Sequential(Container):
 
         ``dx`` is None when ``input_grad`` is False and the first layer skips it.
         """
+        if not self.layers:
+            dtype = self.__dict__.get("_input_dtype")
+            return (dout if dtype is None or not isinstance(dout, np.ndarray) else
+                    dout.astype(dtype, copy=False)), {}
         grads = {}
         for i in range(len(self.layers) - 1, -1, -1):
             dout, layer_grads = self.layers[i].backward(dout)

@@ -61,6 +61,28 @@ def test_bad_upstream_gradients_are_named(name, factory, shape, rng):
             layer.backward(bad)
 
 
+@pytest.mark.parametrize("name,factory,shape", ROWS, ids=ROW_IDS)
+def test_an_upstream_gradient_of_another_float_dtype_gives_the_forward_s_dtype(name, factory, shape, rng):
+    x = away_from_kinks(rng, shape).astype(np.float32)
+    out_shape = factory(np.random.default_rng(0)).forward(x).shape
+    dout = rng.standard_normal(out_shape).astype(np.float16)  # exact in every floating dtype
+
+    def backward(dtype):
+        layer = factory(np.random.default_rng(0))  # the same weights and dropout masks each time
+        layer.forward(x)
+        return layer.backward(dout.astype(dtype))
+
+    want_dx, want = backward(np.float32)
+    for dtype in (np.float16, np.float64):
+        dx, grads = backward(dtype)
+        assert dx.dtype == np.float32, (dtype, dx.dtype)
+        np.testing.assert_array_equal(dx, want_dx)
+        assert set(grads) == set(want)
+        for key, g in grads.items():
+            assert g.dtype == np.float32, (dtype, key, g.dtype)
+            np.testing.assert_array_equal(g, want[key])
+
+
 @pytest.mark.parametrize("p", [0.0, 0.5])
 def test_dropout_names_a_bad_gradient_even_as_the_identity(p, rng):
     layer = L.Dropout(p, rng=rng)
