@@ -190,6 +190,20 @@ def check_files(args, writes=True):
             raise ValueError(f"{flag(name)} {path}: no such file")
 
 
+def check_batch_of_one(args, spec):
+    """A run whose every batch holds one image (``--batch-size 1`` or ``--limit 1``) is
+    refused before any data is read when the network cannot train on one image (batch
+    statistics of a single value): a throwaway copy takes one training-mode step forward."""
+    if min(args.batch_size, args.limit or args.batch_size) > 1:
+        return
+    model = zoo.build(args.model or spec.model, spec.input_shape, spec.num_classes, rng=0)
+    try:
+        model.forward(np.zeros((1,) + tuple(spec.input_shape), np.float32))
+    except ValueError as err:
+        which = "--batch-size 1" if args.batch_size == 1 else "--limit 1"
+        raise ValueError(f"{which}: every batch holds one image, and {err}; use two or more") from None
+
+
 def load_data(args, spec):
     (xtr, ytr), (xte, yte) = spec.load(args.data_dir, download_missing=not args.no_download)
     if args.limit:
@@ -348,6 +362,7 @@ def run(args, strategy=None):
         return evaluate_only(args, spec, strategy), None
     try:
         check_files(args, writes=strategy is None or strategy.is_root)
+        check_batch_of_one(args, spec)
         xtr, ytr, xte, yte = load_data(args, spec)
         trainer, info = make_trainer(args, spec, xtr, xte, yte, strategy)
         if args.resume:

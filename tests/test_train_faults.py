@@ -117,6 +117,22 @@ def test_destinations_are_checked_before_any_data_is_read(tmp_path, unwritable_d
     assert not (tmp_path / "empty").exists()
 
 
+@pytest.mark.parametrize("option", ["--limit", "--batch-size"])
+def test_a_batch_of_one_image_is_refused_before_any_data_is_read(tmp_path, caplog, option):
+    # mnist_cnn's BatchNorm1D cannot take batch statistics of one value; no data in tmp_path
+    code = train.main(["--data-dir", str(tmp_path / "empty"), "--no-download", option, "1"])
+    assert code == 2
+    assert f"error: {option} 1: every batch holds one image, and BatchNorm1D" in caplog.text
+    assert "not found" not in caplog.text
+
+
+def test_a_network_without_batch_statistics_trains_on_one_image(tmp_path):
+    write_mnist(tmp_path / "mnist", n_train=8, n_test=4)
+    acc = train.train(train.parse_args(["--data-dir", str(tmp_path), "--no-download", "--quiet", "--model",
+                                        "lenet", "--limit", "1", "--epochs", "1"]))
+    assert np.isfinite(acc)
+
+
 def test_lr_1e40_stops_with_a_message_and_keeps_the_checkpoint(tiny, tmp_path):
     ck = tmp_path / "ck.npz"
     ck.write_bytes(b"last good checkpoint")
