@@ -2,6 +2,18 @@
 MNIST network and ends by printing its test accuracy.
 
 ``mpiexec -n K python train.py ...`` trains data-parallel on K processes."""
+import signal
+import sys
+
+
+def _exit_quietly(signum, frame):
+    """Ctrl-C while the libraries load or the options are read: nothing has started yet."""
+    sys.exit(128 + signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _exit_quietly)  # until main() reaches the run itself
+
 from distributed.threads import limit_blas_threads
 
 limit_blas_threads()  # under an MPI launcher: each rank's share of the cores, before numpy loads
@@ -10,8 +22,6 @@ import argparse
 import logging
 import math
 import os
-import signal
-import sys
 
 import numpy as np
 
@@ -412,6 +422,8 @@ def main(argv=None):
         except ImportError as err:
             log.error("error: --plot: %s", err)
             return 2
+    if signal.getsignal(signal.SIGINT) is _exit_quietly:  # from here on Ctrl-C is the run's to handle
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _, stopped_by = run(args, strategy)
     except (data.DownloadError, data.DataFileError, OSError, ValueError, RuntimeError) as err:

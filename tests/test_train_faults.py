@@ -133,6 +133,17 @@ def test_a_network_without_batch_statistics_trains_on_one_image(tmp_path):
     assert np.isfinite(acc)
 
 
+def test_ctrl_c_while_the_libraries_load_exits_quietly(tmp_path):
+    # a stand-in for numpy that announces itself and then takes its time, as a cold import can
+    (tmp_path / "numpy.py").write_text("import sys, time\nprint('loading', flush=True)\ntime.sleep(60)\n")
+    proc = cli(["--epochs", "1"], env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.stdout.readline().strip() == "loading"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert err == "" and out == ""
+
+
 def test_lr_1e40_stops_with_a_message_and_keeps_the_checkpoint(tiny, tmp_path):
     ck = tmp_path / "ck.npz"
     ck.write_bytes(b"last good checkpoint")
