@@ -200,16 +200,31 @@ def check_files(args, writes=True):
             raise ValueError(f"{flag(name)} {path}: no such file")
 
 
-def check_batch_of_one(args, spec):
-    """A run whose every batch holds one image (``--batch-size 1`` or ``--limit 1``) is
-    refused before any data is read when the network cannot train on one image (batch
-    statistics of a single value): a throwaway copy takes one training-mode step forward."""
-    if min(args.batch_size, args.limit or args.batch_size) > 1:
+def check_batch_of_one(args, spec, ranks=1):
+    """A run in which some step normalises one image alone is refused before any data is
+    read when the network cannot train on one image (batch statistics of a single value):
+    ``--batch-size 1`` or ``--limit 1``, or, on ``ranks`` MPI processes without
+    ``--sync-batchnorm``, a batch whose share on some rank is one image. A throwaway copy
+    of the network takes one training-mode step forward on one image to find out."""
+    batches = {min(args.batch_size, args.limit or args.batch_size)}
+    if args.limit and args.limit > args.batch_size:  # the last batch (one image joins the one before)
+        rest = args.limit % args.batch_size
+        batches.add(args.batch_size + 1 if rest == 1 else rest or args.batch_size)
+    local = ranks > 1 and not args.sync_batchnorm  # each rank normalises its own share
+
+    def shares(batch):
+        base, extra = divmod(batch, ranks) if local else (batch, 0)
+        return {base, base + 1} if extra else {base}
+
+    if not any(1 in shares(b) for b in batches):
         return
     model = zoo.build(args.model or spec.model, spec.input_shape, spec.num_classes, rng=0)
     try:
         model.forward(np.zeros((1,) + tuple(spec.input_shape), np.float32))
     except ValueError as err:
+        if local and 1 not in batches:
+            raise ValueError(f"--batch-size {args.batch_size} on {ranks} ranks: some rank's share of a batch "
+                             f"holds one image, and {err}; use a larger batch or --sync-batchnorm") from None
         which = "--batch-size 1" if args.batch_size == 1 else "--limit 1"
         raise ValueError(f"{which}: every batch holds one image, and {err}; use two or more") from None
 
@@ -372,7 +387,7 @@ def run(args, strategy=None):
         return evaluate_only(args, spec, strategy), None
     try:
         check_files(args, writes=strategy is None or strategy.is_root)
-        check_batch_of_one(args, spec)
+        check_batch_of_one(args, spec, 1 if strategy is None else strategy.size)
         xtr, ytr, xte, yte = load_data(args, spec)
         trainer, info = make_trainer(args, spec, xtr, xte, yte, strategy)
         if args.resume:

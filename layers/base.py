@@ -207,6 +207,8 @@ class Layer:
         """Cache values for backward; inside ``no_grad()`` keep nothing (and drop
         any earlier cache)."""
         self._cache = values if grad_enabled() else None
+        # the dtype backward returns its gradients in: that of the input this forward checked
+        self._cache_dtype = self.__dict__.get("_checked_dtype")
 
     def _saved(self):
         if self._cache is None:
@@ -236,14 +238,15 @@ class Layer:
                     shape = "(N, " + ", ".join("*" if t is None else str(t) for t in trailing) + ")"
                     raise ValueError(f"{type(self).__name__}: expected input of shape {shape}, "
                                      f"got {x.shape}{_nhwc_hint(x.shape, trailing)}")
-        self._input_dtype = x.dtype
+        self._checked_dtype = x.dtype
 
     def _check_dout(self, dout, shape, dtype=None):
         """Validate an upstream gradient: a floating numpy array of exactly ``shape``.
 
-        Returns it in ``dtype`` (default: the dtype of the last input :meth:`_check_input`
-        accepted), converted when it has another floating dtype, so that every gradient
-        of a backward pass has the forward's precision (as PyTorch's autograd does).
+        Returns it in ``dtype`` (default: the dtype of the input :meth:`_check_input`
+        accepted in the forward whose values :meth:`_save_for_backward` kept), converted
+        when it has another floating dtype, so that every gradient of a backward pass has
+        the forward's precision (as PyTorch's autograd does).
         """
         name = type(self).__name__
         if not isinstance(dout, np.ndarray):
@@ -255,7 +258,7 @@ class Layer:
         if dout.shape != tuple(shape):
             raise ValueError(f"{name}.backward: expected upstream gradient of shape "
                              f"{tuple(shape)}, got {dout.shape}")
-        dtype = self.__dict__.get("_input_dtype") if dtype is None else dtype
+        dtype = self.__dict__.get("_cache_dtype") if dtype is None else dtype
         return dout if dtype is None or dout.dtype == dtype else dout.astype(dtype)
 
 

@@ -91,8 +91,9 @@ class Sequential(Container):
             self._refuse_input(x)
         if not self._dtype_warned and getattr(x, "dtype", np.dtype(np.float32)).itemsize > 4:
             self._warn_wider_input(x)
-        if not self.layers:  # the identity: its backward gives the gradient in x's dtype
-            self._input_dtype = getattr(x, "dtype", None)
+        if not self.layers:  # the identity: its backward gives the gradient in x's floating dtype
+            dtype = getattr(x, "dtype", None)
+            self._input_dtype = dtype if dtype is not None and dtype.kind == "f" else None
         for layer in self.layers:
             x = layer.forward(x)
         return x

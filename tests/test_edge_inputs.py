@@ -83,6 +83,25 @@ def test_an_upstream_gradient_of_another_float_dtype_gives_the_forward_s_dtype(n
             np.testing.assert_array_equal(g, want[key])
 
 
+@pytest.mark.parametrize("layer, good, bad", [
+    (L.Conv2D(1, 1, 3, rng=0), np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 2, 2))),  # kernel too large
+    (L.BatchNorm1D(3), np.ones((4, 3), np.float32), np.ones((1, 3)))])  # batch statistics of one value
+def test_a_refused_forward_leaves_the_last_forward_s_gradient_dtype(layer, good, bad):
+    out = layer.forward(good)
+    with pytest.raises(ValueError):
+        layer.forward(bad)  # float64, refused after its dtype was checked
+    dx, grads = layer.backward(np.ones_like(out))
+    assert dx.dtype == np.float32 and all(g.dtype == np.float32 for g in grads.values())
+
+
+@pytest.mark.parametrize("x", [np.arange(4).reshape(2, 2), np.zeros((2, 2), bool)])
+def test_an_empty_sequential_never_converts_a_gradient_to_a_non_float_input_dtype(x):
+    model = Sequential()
+    model.forward(x)
+    dx, _ = model.backward(np.full((2, 2), 0.5, np.float32))
+    assert dx.dtype == np.float32 and (dx == 0.5).all()
+
+
 @pytest.mark.parametrize("p", [0.0, 0.5])
 def test_dropout_names_a_bad_gradient_even_as_the_identity(p, rng):
     layer = L.Dropout(p, rng=rng)

@@ -126,6 +126,23 @@ def test_a_batch_of_one_image_is_refused_before_any_data_is_read(tmp_path, caplo
     assert "not found" not in caplog.text
 
 
+@pytest.mark.parametrize("options, ranks, refused", [
+    (["--batch-size", "2"], 2, True), (["--batch-size", "3"], 2, True), (["--batch-size", "4"], 2, False),
+    (["--batch-size", "2", "--sync-batchnorm"], 2, False), (["--batch-size", "5"], 3, True),
+    (["--batch-size", "4", "--limit", "6"], 2, True),  # the last batch of 2: one image per rank
+    (["--batch-size", "4", "--limit", "5"], 2, False),  # a last batch of one joins the one before
+    (["--batch-size", "2", "--model", "lenet"], 2, False)])  # no batch statistics
+def test_a_rank_s_share_of_one_image_is_refused_before_any_data_is_read(options, ranks, refused):
+    args = train.parse_args(options)
+    spec = train.DATASETS[args.dataset]
+    if refused:
+        with pytest.raises(ValueError, match=rf"on {ranks} ranks: some rank's share of a batch holds one "
+                                             r"image, and BatchNorm1D.*--sync-batchnorm"):
+            train.check_batch_of_one(args, spec, ranks)
+    else:
+        train.check_batch_of_one(args, spec, ranks)
+
+
 def test_a_network_without_batch_statistics_trains_on_one_image(tmp_path):
     write_mnist(tmp_path / "mnist", n_train=8, n_test=4)
     acc = train.train(train.parse_args(["--data-dir", str(tmp_path), "--no-download", "--quiet", "--model",
