@@ -65,13 +65,22 @@ def allreduce_sum(comm, array, timeout_s=None):
     if timeout_s is None:
         comm.Allreduce(mpi.IN_PLACE, array, op=mpi.SUM)
         return array
-    request = comm.Iallreduce(mpi.IN_PLACE, array, op=mpi.SUM)
+    wait(comm.Iallreduce(mpi.IN_PLACE, array, op=mpi.SUM), timeout_s, "an Allreduce")
+    return array
+
+
+def wait(request, timeout_s, what):
+    """Complete the non-blocking collective ``request``; with ``timeout_s``, raise
+    :class:`CollectiveTimeout` naming ``what`` after that many seconds instead of waiting
+    forever for a rank that hangs."""
+    if timeout_s is None:
+        request.Wait()
+        return
     start = time.monotonic()
     while not request.Test():
         waited = time.monotonic() - start
         if waited > timeout_s:
-            raise CollectiveTimeout(f"an Allreduce waited {waited:.0f} s for the other ranks "
+            raise CollectiveTimeout(f"{what} waited {waited:.0f} s for the other ranks "
                                     f"(timeout {timeout_s:g} s): one of them hangs or died")
         if waited > 0.01:  # spin for the usual few milliseconds, then yield the core
             time.sleep(0.001)
-    return array

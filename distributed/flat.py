@@ -44,7 +44,7 @@ class GradientBuffer:
     :class:`~distributed.comm.CollectiveTimeout` instead of waiting forever.
 
     Shape:
-        buffer: (sum of parameter sizes + 4,), the parameters' dtype
+        buffer: (sum of parameter sizes + 4,), the parameters' dtype, float32 at least
     """
 
     def __init__(self, comm, params, timeout_s=None):
@@ -56,7 +56,9 @@ class GradientBuffer:
         if not arrays:
             raise ValueError("GradientBuffer: got no parameters")
         self.comm, self.timeout_s = comm, timeout_s
-        self.dtype = np.result_type(*arrays)
+        # at least float32: local_count * grad and the counts overflow float16 (65504) or
+        # lose integers above 2048; wider parameters keep their own precision
+        self.dtype = np.result_type(*arrays, np.float32)
         self.shapes = [a.shape for a in arrays]
         sizes = [a.size for a in arrays]
         self.size = sum(sizes)

@@ -1,5 +1,5 @@
 """Horovod-style wrapper for a hand-written training loop."""
-from .comm import require_mpi
+from .comm import require_mpi, wait
 from .flat import GradientBuffer
 
 
@@ -21,9 +21,16 @@ class DistributedOptimizer:
         opt = DistributedOptimizer(SGD(model.params, 0.1, momentum=0.9), comm)
         broadcast_parameters(model, comm)
         for xb, yb in my_shard_of_each_batch:
-            loss = loss_fn.forward(model.forward(xb), yb)
-            _, grads = model.backward(loss_fn.backward())
-            opt.step(grads, local_count=len(xb))
+            out = model.forward(xb)
+            if len(yb):
+                loss = loss_fn.forward(out, yb)
+                _, grads = model.backward(loss_fn.backward())
+            else:  # a global batch smaller than the ranks left none here: take part all the same
+                _, grads = model.backward(np.zeros_like(out))
+            opt.step(grads, local_count=len(yb))
+
+    A rank with no sample of a global batch still calls ``step`` (its gradients weigh
+    nothing) and runs forward and backward, which synchronised BatchNorm layers need.
     """
 
     def __init__(self, optimizer, comm=None):
@@ -32,6 +39,11 @@ class DistributedOptimizer:
         self.__dict__["comm"] = mpi.COMM_WORLD if comm is None else comm
         params = dict(zip(optimizer.names, optimizer.params))
         self.__dict__["buffer"] = GradientBuffer(self.comm, params)
+
+    @property
+    def wrapped_optimizer(self):
+        """The optimizer whose step is taken (checkpoints record its class and state)."""
+        return self.optimizer
 
     def step(self, grads, local_count=1):
         if grads is not None and not isinstance(grads, dict):
@@ -50,11 +62,15 @@ class DistributedOptimizer:
         setattr(self.optimizer, name, value)
 
 
-def broadcast_parameters(model, comm=None, root=0):
-    """Copy ``root``'s parameters and buffers into every rank's model, in place."""
+def broadcast_parameters(model, comm=None, root=0, timeout_s=None):
+    """Copy ``root``'s parameters and buffers into every rank's model, in place; with
+    ``timeout_s``, :class:`~distributed.comm.CollectiveTimeout` when a rank does not come."""
     mpi = require_mpi()
     comm = mpi.COMM_WORLD if comm is None else comm
     for name, array in sorted({**model.params, **model.buffers}.items()):
         if not array.flags.c_contiguous:
             raise ValueError(f"broadcast_parameters: {name!r} is not a contiguous array")
-        comm.Bcast(array, root=root)
+        if timeout_s is None:
+            comm.Bcast(array, root=root)
+        else:
+            wait(comm.Ibcast(array, root=root), timeout_s, f"the broadcast of {name!r}")

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from .comm import abort_on_uncaught_exception, allreduce_sum, require_mpi
+from .comm import abort_on_uncaught_exception, allreduce_sum, require_mpi, wait
 from .flat import GradientBuffer
 from .optimizer import broadcast_parameters
 from .sync_batchnorm import BatchNormSync
@@ -38,7 +38,7 @@ class MPIStrategy:
         self.comm = mpi.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_root = self.rank == 0
-        self._buffer = None
+        self._buffer, self._layout = None, None
         self.timeout_s = timeout_s
         self._stop = 0
         self.last = None  # the last step's Reduced result (global count, flags)
@@ -91,9 +91,11 @@ class MPIStrategy:
         BatchNorm statistics left by an earlier fit)."""
         self._stop, self.last = 0, None
         BatchNormSync.enabled = True
-        if self._buffer is None or self._buffer.names != list(model.params):
+        layout = [(name, p.shape, p.dtype) for name, p in model.params.items()]
+        if self._buffer is None or self._layout != layout:  # new names, shapes or dtypes (astype)
             self._buffer = GradientBuffer(self.comm, model.params, self.timeout_s)
-        broadcast_parameters(model, self.comm)
+            self._layout = layout
+        broadcast_parameters(model, self.comm, timeout_s=self.timeout_s)
 
     def check_in_sync(self, model):
         """Raise :class:`RanksDiverged` on every rank when the parameters differ.
@@ -106,7 +108,7 @@ class MPIStrategy:
         sums = np.array([[np.sum(p, dtype=np.float64), np.vdot(p, p)]
                          for p in (model.params[n] for n in names)], dtype=np.float64)
         everyone = np.empty((self.size,) + sums.shape, np.float64)
-        self.comm.Allgather(sums, everyone)
+        wait(self.comm.Iallgather(sums, everyone), self.timeout_s, "the end-of-epoch parameter check")
         bad = [(rank, names[i]) for rank in range(1, self.size)
                for i in np.flatnonzero((everyone[rank] != everyone[0]).any(axis=1))]
         if bad:

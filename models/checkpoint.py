@@ -36,10 +36,16 @@ def save_checkpoint(path, model, optimizer, schedule, generators, progress, info
     spec = layer_spec(model)
     check_rebuilds(model, spec)
     meta = {"format": FORMAT, "architecture": spec, "optimizer": scalars,
-            "optimizer_class": type(optimizer).__name__, "schedule_class": type(schedule).__name__,
+            "optimizer_class": _class_name(optimizer), "schedule_class": type(schedule).__name__,
             "schedule": schedule.state_dict(), "rng": [g.bit_generator.state for g in generators],
             "progress": progress, "info": info or {}}
     write_archive(path, arrays, meta)
+
+
+def _class_name(obj):
+    """The class a checkpoint records: a wrapper's (``DistributedOptimizer``) is the
+    optimizer it wraps, whose state it saves, so that one file serves any number of ranks."""
+    return type(getattr(obj, "wrapped_optimizer", obj)).__name__
 
 
 def load_checkpoint(path, model, optimizer, schedule, generators, progress_fields=PROGRESS_FIELDS):
@@ -55,9 +61,9 @@ def load_checkpoint(path, model, optimizer, schedule, generators, progress_field
     fields = {k: _field(path, meta, k, t) for k, t in
               (("optimizer", dict), ("schedule", dict), ("rng", list), ("progress", dict))}
     for key, obj in (("optimizer_class", optimizer), ("schedule_class", schedule)):
-        if key in meta and meta[key] != type(obj).__name__:  # older checkpoints do not say
+        if key in meta and meta[key] != _class_name(obj):  # older checkpoints do not say
             raise ValueError(f"{path}: the checkpoint was saved with {_short(_described(meta[key]))}, "
-                             f"this run has {_described(type(obj).__name__)}")
+                             f"this run has {_described(_class_name(obj))}")
     check_model_arrays(model, arrays, path, prefix="model/")
     state = _optimizer_state(path, optimizer, fields["optimizer"], arrays)
     _check_like(path, "schedule", fields["schedule"], schedule.state_dict())

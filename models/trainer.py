@@ -264,10 +264,14 @@ class Trainer:
         """Forward, loss, backward, update; returns (loss, output). Nothing is updated
         when the loss or a gradient is not finite: TrainingStopped names the place."""
         out = self.model.forward(xb)
-        loss = self.loss.forward(out, yb)
-        grads = None
-        if math.isfinite(loss):
-            _, grads = self.model.backward(self.loss.backward())
+        if len(yb) == 0:  # a global batch smaller than the ranks left none here: take part all the
+            loss = 0.0    # same (synchronised BatchNorm's sums); the gradient buffer weighs it by 0
+            _, grads = self.model.backward(np.zeros_like(out))
+        else:
+            loss = self.loss.forward(out, yb)
+            grads = None
+            if math.isfinite(loss):
+                _, grads = self.model.backward(self.loss.backward())
         finite = grads is not None and all(np.isfinite(g).all() for g in grads.values())
         # every rank takes part; None on every rank when any rank's values were not finite
         reduced = self.strategy.reduce_gradients(grads if finite else None, len(yb))

@@ -20,10 +20,14 @@ from models import Sequential  # noqa: E402
 from optim import SGD, Adam  # noqa: E402
 
 
-def small_net(seed):
+def small_net(seed, bn1d=True):
+    """Conv-BN2D-ReLU-pool, then Dense-BN1D-ReLU-Dense. ``bn1d=False`` leaves BatchNorm1D out:
+    on a batch of two its input gradient is exactly zero, so what reaches the layers below
+    it is rounding noise that differs with the order of the sums."""
     rng = np.random.default_rng(seed)
+    middle = [BatchNorm1D(16)] if bn1d else []
     return Sequential(Conv2D(2, 4, 3, padding=1, rng=rng), BatchNorm2D(4), ReLU(), MaxPool2D(2), Flatten(),
-                      Dense(64, 16, rng=rng), BatchNorm1D(16), ReLU(), Dense(16, 3, rng=rng),
+                      Dense(64, 16, rng=rng), *middle, ReLU(), Dense(16, 3, rng=rng),
                       input_shape=(2, 8, 8))
 
 
@@ -42,7 +46,7 @@ def train_steps(args, comm):
     """SGD-momentum and Adam steps over uneven global batches; rank 0 saves the weights."""
     from distributed import DistributedOptimizer, broadcast_parameters, convert_sync_batchnorm
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm else (0, 1)
-    model = small_net(seed=rank + 1 if comm else 1)  # different on each rank until broadcast
+    model = small_net(seed=rank + 1 if comm else 1, bn1d=not args.no_bn1d)  # different until broadcast
     x, y = data()
     loss_fn = SoftmaxCrossEntropy()
     opt = SGD(model.params, 0.1, momentum=0.9, weight_decay=1e-3) if args.optimizer == "sgd" \
@@ -58,8 +62,12 @@ def train_steps(args, comm):
         idx = order[start:start + batch]
         if comm:
             idx = shard(idx, rank, size)
-        loss_fn.forward(model.forward(x[idx]), y[idx])
-        _, grads = model.backward(loss_fn.backward())
+        out = model.forward(x[idx])
+        if len(idx):
+            loss_fn.forward(out, y[idx])
+            _, grads = model.backward(loss_fn.backward())
+        else:  # a global batch smaller than the ranks: none here, but this rank takes part
+            _, grads = model.backward(np.zeros_like(out))
         if comm:
             opt.step(grads, local_count=len(idx))
         else:
@@ -109,16 +117,18 @@ def trainer_fit(args, comm):
     """Trainer.fit with MPIStrategy (synchronised BatchNorm) or alone; rank 0 saves the
     weights. --fault: nan (one image of the data is NaN), diverge (rank 1 nudges a weight)
     -- each rank writes what stopped it to OUT.rank; raise (rank 1 raises in a callback),
-    hang (rank 1 sleeps a minute; the others time out after 3 s) -- the job aborts."""
+    hang (rank 1 sleeps a minute; the others time out after 3 s), late (rank 1 sleeps a
+    minute before fitting) -- the job aborts; float64 (a second fit after model.astype:
+    rank 0 also saves the dtype of the averaged gradients)."""
     from models.callbacks import Callback
     from models.trainer import Trainer, TrainingStopped
     strategy = None
     if comm:
         from distributed import MPIStrategy, convert_sync_batchnorm
-        timeout = 3 if args.fault == "hang" else None
+        timeout = 3 if args.fault in ("hang", "late") else None
         strategy = MPIStrategy(comm, timeout_s=timeout)
     rank = strategy.rank if strategy else 0
-    model = small_net(seed=rank + 1 if comm else 1)
+    model = small_net(seed=rank + 1 if comm else 1, bn1d=not args.no_bn1d)
     if comm and args.fault != "nan":  # per-rank statistics keep a NaN on its own rank
         convert_sync_batchnorm(model, comm, timeout)
     x, y = data(43)
@@ -137,17 +147,28 @@ def trainer_fit(args, comm):
 
     trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.params, 0.1, momentum=0.9), rng=5,
                       strategy=strategy, callbacks=[Fault()])
+    if args.fault == "late" and rank == 1:
+        time.sleep(60)
     try:
-        trainer.fit(x, y, epochs=2, batch_size=args.batch, augment=augment_shift, validation=data(21))
+        trainer.fit(x, y, epochs=2, batch_size=args.batch, augment=augment_shift, validation=data(21),
+                    max_steps=args.max_steps)
+        if args.fault == "float64":  # new arrays, the same names and shapes
+            model.astype(np.float64)
+            trainer = Trainer(model, SoftmaxCrossEntropy(), SGD(model.params, 0.1, momentum=0.9), rng=6,
+                              strategy=strategy)  # the same strategy object, fitted again
+            trainer.fit(x.astype(np.float64), y, epochs=1, batch_size=args.batch)
     except Exception as err:
-        if args.fault in (None, "raise", "hang"):
+        if args.fault in (None, "raise", "hang", "late", "float64"):
             raise
         with open(f"{args.out}.{rank}", "w") as f:
             f.write(f"{type(err).__name__}: {err}")
         return
     result = trainer.evaluate(*data(21))
     if rank == 0:
-        np.savez(args.out, **model.params, **model.buffers, eval=[result.loss, result.accuracy])
+        extra = {}
+        if args.fault == "float64" and strategy:
+            extra["grad_dtype"] = str(next(iter(strategy.last.grads.values())).dtype)
+        np.savez(args.out, **model.params, **model.buffers, eval=[result.loss, result.accuracy], **extra)
 
 
 def main():
@@ -157,7 +178,9 @@ def main():
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch", type=int, default=11)
     p.add_argument("--optimizer", default="sgd")
-    p.add_argument("--fault", choices=["nan", "diverge", "raise", "hang"])
+    p.add_argument("--max-steps", type=int, help="trainer_fit: stop after this many updates")
+    p.add_argument("--no-bn1d", action="store_true", help="a network without BatchNorm1D")
+    p.add_argument("--fault", choices=["nan", "diverge", "raise", "hang", "late", "float64"])
     p.add_argument("--single", action="store_true", help="one process, no MPI (the reference)")
     args = p.parse_args()
     comm = None

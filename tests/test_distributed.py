@@ -192,6 +192,77 @@ def test_trainer_on_k_ranks_equals_one_process(tmp_path, ranks):
     assert_same_weights(dict(np.load(one)), dict(np.load(tmp_path / "k.npz")))
 
 
+def test_a_global_batch_smaller_than_the_ranks_equals_one_process(tmp_path):
+    # batches of 2 on 3 ranks: one rank has no sample of each batch and still takes part
+    # (synchronised BatchNorm's sums, the weighted gradient average), in Trainer.fit and in
+    # a hand-written loop with DistributedOptimizer
+    # (no BatchNorm1D: on two samples its input gradient is zero plus rounding noise)
+    one = tmp_path / "one.npz"
+    options = ["--batch", "2", "--no-bn1d"]
+    out = run([sys.executable, WORKER, "trainer_fit", str(one), "--single", *options])
+    assert out.returncode == 0, out.stderr
+    run_ranks(3, WORKER, "trainer_fit", str(tmp_path / "k.npz"), *options)
+    # 42 momentum steps on batches of two: float32 rounding grows a little beyond the usual
+    assert_same_weights(dict(np.load(one)), dict(np.load(tmp_path / "k.npz")), atol=1e-5)
+    reference = worker_reference(tmp_path, *options)
+    run_ranks(3, WORKER, "train_steps", str(tmp_path / "loop.npz"), *options)
+    assert_same_weights(reference, dict(np.load(tmp_path / "loop.npz")))
+
+
+def test_a_strategy_fitted_again_after_astype_averages_in_the_new_dtype(tmp_path):
+    run_ranks(2, WORKER, "trainer_fit", str(tmp_path / "k.npz"), "--fault", "float64")
+    saved = np.load(tmp_path / "k.npz")
+    assert str(saved["grad_dtype"]) == "float64" and saved["0.weight"].dtype == np.float64
+
+
+def test_float16_gradients_are_averaged_without_overflow_and_counts_stay_exact():
+    script = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
+              "import numpy as np\n"
+              "from distributed import world\n"
+              "from distributed.flat import GradientBuffer\n"
+              "comm = world()\n"
+              "buf = GradientBuffer(comm, [np.zeros(2, np.float16)])\n"
+              "r = buf.allreduce([np.full(2, 1100, np.float16)], 3001)\n"  # 1100 * 3001 > 65504
+              "assert r.finite and r.count == 6002, (r.nonfinite, r.count)\n"
+              "assert np.array_equal(r.grads[0], [1100, 1100]), r.grads[0]\n")
+    run_ranks(2, "-c", script)
+
+
+def test_a_checkpoint_of_a_wrapped_optimizer_loads_into_the_plain_one_and_back(tmp_path):
+    path = tmp_path / "ck.npz"
+    script = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
+              "import numpy as np\n"
+              "from distributed import DistributedOptimizer, world\n"
+              "from layers import Dense\n"
+              "from models import Sequential\n"
+              "from models.checkpoint import load_checkpoint, save_checkpoint\n"
+              "from optim import SGD, ConstantLR\n"
+              "comm = world()\n"
+              "def parts(wrap):\n"
+              "    model = Sequential(Dense(3, 2, rng=0))\n"
+              "    opt = SGD(model.params, 0.1, momentum=0.9)\n"
+              "    opt = DistributedOptimizer(opt, comm) if wrap else opt\n"
+              "    return model, opt, ConstantLR(opt)\n"
+              "model, opt, sched = parts(True)\n"
+              "opt.step({k: np.ones_like(v) for k, v in model.params.items()}, local_count=1)\n"
+              "if comm.rank == 0:\n"
+              f"    save_checkpoint({str(path)!r}, model, opt, sched, [], {{}})\n"
+              "comm.Barrier()\n"
+              "for wrap in (False, True):\n"
+              "    model2, opt2, sched2 = parts(wrap)\n"
+              f"    load_checkpoint({str(path)!r}, model2, opt2, sched2, [], {{}})\n"
+              "    assert opt2.step_count == 1 and np.array_equal(model2.params['0.weight'], model.params['0.weight'])\n")
+    run_ranks(2, "-c", script)
+
+
+def test_a_rank_late_for_the_start_is_caught_by_the_timeout(tmp_path):
+    start = time.monotonic()
+    out = run([mpiexec(), "-n", "2", sys.executable, WORKER, "trainer_fit", str(tmp_path / "x"),
+               "--fault", "late"], timeout=60)
+    assert out.returncode != 0 and time.monotonic() - start < 40  # not the 60 s rank 1 sleeps
+    assert "CollectiveTimeout:" in out.stderr and "waited 3 s for the other ranks" in out.stderr
+
+
 def test_readme_mpi_snippet_runs_on_two_ranks(mnist_dir, tmp_path):
     import re
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
