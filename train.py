@@ -108,7 +108,8 @@ def build_parser():
     p.add_argument("--sync-batchnorm", action="store_true",
                    help="under mpiexec: BatchNorm statistics of the global batch, not of each process's part")
     p.add_argument("--mpi-timeout", type=float, default=300.0, metavar="SECONDS",
-                   help="under mpiexec: stop the job when a rank waits this long for the others at a step")
+                   help="under mpiexec: stop the job when a rank waits this long for the others "
+                        "(at the start, once each has read its data, and at every step)")
     return p
 
 
@@ -200,15 +201,18 @@ def check_files(args, writes=True):
             raise ValueError(f"{flag(name)} {path}: no such file")
 
 
-def check_batch_of_one(args, spec, ranks=1):
-    """A run in which some step normalises one image alone is refused before any data is
-    read when the network cannot train on one image (batch statistics of a single value):
+def check_batch_of_one(args, spec, ranks=1, train_size=None):
+    """A run in which some step normalises one image alone is refused before it trains
+    when the network cannot train on one image (batch statistics of a single value):
     ``--batch-size 1`` or ``--limit 1``, or, on ``ranks`` MPI processes without
-    ``--sync-batchnorm``, a batch whose share on some rank is one image. A throwaway copy
-    of the network takes one training-mode step forward on one image to find out."""
-    batches = {min(args.batch_size, args.limit or args.batch_size)}
-    if args.limit and args.limit > args.batch_size:  # the last batch (one image joins the one before)
-        rest = args.limit % args.batch_size
+    ``--sync-batchnorm``, a batch whose share on some rank is one image. Called before the
+    data is read (the batches the options imply) and after (``train_size``: the last batch
+    of the real training set). A throwaway copy of the network takes one training-mode
+    step forward on one image to find out."""
+    n = train_size if train_size is not None else args.limit
+    batches = {min(args.batch_size, n or args.batch_size)}
+    if n and n > args.batch_size:  # the last batch (one image joins the one before)
+        rest = n % args.batch_size
         batches.add(args.batch_size + 1 if rest == 1 else rest or args.batch_size)
     local = ranks > 1 and not args.sync_batchnorm  # each rank normalises its own share
 
@@ -223,8 +227,10 @@ def check_batch_of_one(args, spec, ranks=1):
         model.forward(np.zeros((1,) + tuple(spec.input_shape), np.float32))
     except ValueError as err:
         if local and 1 not in batches:
-            raise ValueError(f"--batch-size {args.batch_size} on {ranks} ranks: some rank's share of a batch "
-                             f"holds one image, and {err}; use a larger batch or --sync-batchnorm") from None
+            last = "" if args.batch_size in batches and 1 in shares(args.batch_size) else \
+                f" (the last batch of each epoch holds {max(batches - {args.batch_size})})"
+            raise ValueError(f"--batch-size {args.batch_size} on {ranks} ranks: some rank's share of a batch{last} "
+                             f"holds one image, and {err}; use another batch size or --sync-batchnorm") from None
         which = "--batch-size 1" if args.batch_size == 1 else "--limit 1"
         raise ValueError(f"{which}: every batch holds one image, and {err}; use two or more") from None
 
@@ -387,8 +393,10 @@ def run(args, strategy=None):
         return evaluate_only(args, spec, strategy), None
     try:
         check_files(args, writes=strategy is None or strategy.is_root)
-        check_batch_of_one(args, spec, 1 if strategy is None else strategy.size)
+        ranks = 1 if strategy is None else strategy.size
+        check_batch_of_one(args, spec, ranks)
         xtr, ytr, xte, yte = load_data(args, spec)
+        check_batch_of_one(args, spec, ranks, train_size=len(xtr))
         trainer, info = make_trainer(args, spec, xtr, xte, yte, strategy)
         if args.resume:
             resume(trainer, args, info)

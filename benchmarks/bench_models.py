@@ -137,6 +137,8 @@ def main():
     parser.add_argument("--worker", choices=["npnet", "npnet-mpi", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.worker:
         result = worker(args.worker, args.net, args.warmup, args.repeat, args.default_malloc)
         if result.get("rank", 0) == 0:
@@ -161,8 +163,6 @@ def main():
         head += f"{f'{args.ranks}rk ms':>9}{'img/s':>8}{'speedup':>8}"
         head += f"{'ratio':>7}" if have_torch else ""
     print(head)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
     per_round = []
     for net in args.nets:
         rounds = [measure_network(net, args, have_torch, have_mpi) for _ in range(args.rounds)]
@@ -211,6 +211,7 @@ def table_line(net, rounds, args, have_torch, have_mpi):
         line += f"{med('mpi_ms'):>9.1f}{b / med('mpi_ms') * 1000:>8.0f}{med('speedup'):>8.2f}"
         line += f"{med('mpi_ratio'):>7.2f}" if have_torch else ""
     return line
+
 
 if __name__ == "__main__":
     main()

@@ -72,7 +72,8 @@ def allreduce_sum(comm, array, timeout_s=None):
 def wait(request, timeout_s, what):
     """Complete the non-blocking collective ``request``; with ``timeout_s``, raise
     :class:`CollectiveTimeout` naming ``what`` after that many seconds instead of waiting
-    forever for a rank that hangs."""
+    forever for a rank that hangs. The collective is then still pending (MPI cannot cancel
+    one): the job is meant to end, as ``MPIStrategy(abort_on_error=True)`` makes it."""
     if timeout_s is None:
         request.Wait()
         return

@@ -64,7 +64,9 @@ class DistributedOptimizer:
 
 def broadcast_parameters(model, comm=None, root=0, timeout_s=None):
     """Copy ``root``'s parameters and buffers into every rank's model, in place; with
-    ``timeout_s``, :class:`~distributed.comm.CollectiveTimeout` when a rank does not come."""
+    ``timeout_s``, :class:`~distributed.comm.CollectiveTimeout` when a rank does not come.
+    Every rank must pass the same ``timeout_s`` (None or a number: a blocking broadcast
+    never matches a non-blocking one)."""
     mpi = require_mpi()
     comm = mpi.COMM_WORLD if comm is None else comm
     for name, array in sorted({**model.params, **model.buffers}.items()):

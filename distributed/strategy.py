@@ -27,10 +27,11 @@ class MPIStrategy:
 
     ``comm`` defaults to ``MPI.COMM_WORLD``. With ``abort_on_error`` (the default) an
     exception that escapes on any rank aborts the whole job instead of leaving the
-    other ranks waiting in their next collective. ``timeout_s`` bounds the wait for
-    the other ranks in the gradient and metric Allreduces (a rank that hangs without
-    dying): past it, :class:`~distributed.comm.CollectiveTimeout` is raised (give
-    ``convert_sync_batchnorm`` the same timeout).
+    other ranks waiting in their next collective. ``timeout_s`` bounds every wait for
+    the other ranks (a rank that hangs without dying): the broadcast when fitting starts,
+    the gradient and metric Allreduces and the end-of-epoch check; past it,
+    :class:`~distributed.comm.CollectiveTimeout` is raised (give ``convert_sync_batchnorm``
+    the same timeout, and every rank the same value).
     """
 
     def __init__(self, comm=None, abort_on_error=True, timeout_s=None):

@@ -264,19 +264,19 @@ class Trainer:
         """Forward, loss, backward, update; returns (loss, output). Nothing is updated
         when the loss or a gradient is not finite: TrainingStopped names the place."""
         out = self.model.forward(xb)
-        if len(yb) == 0:  # a global batch smaller than the ranks left none here: take part all the
-            loss = 0.0    # same (synchronised BatchNorm's sums); the gradient buffer weighs it by 0
+        # every rank runs backward, after a non-finite loss too: synchronised BatchNorm layers
+        # sum over the ranks in backward, and every rank must take part
+        if len(yb) == 0:  # a global batch smaller than the ranks left none here; the gradient
+            loss = 0.0    # buffer weighs this rank's zeros by its count, 0
             _, grads = self.model.backward(np.zeros_like(out))
         else:
             loss = self.loss.forward(out, yb)
-            grads = None
-            if math.isfinite(loss):
-                _, grads = self.model.backward(self.loss.backward())
-        finite = grads is not None and all(np.isfinite(g).all() for g in grads.values())
-        # every rank takes part; None on every rank when any rank's values were not finite
+            _, grads = self.model.backward(self.loss.backward())
+        finite = math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+        # None on every rank when any rank's values were not finite
         reduced = self.strategy.reduce_gradients(grads if finite else None, len(yb))
         if not finite:
-            what = "loss" if grads is None else "gradient"
+            what, grads = ("gradient", grads) if math.isfinite(loss) else ("loss", None)
             raise TrainingStopped(f"non-finite {what} at epoch {epoch + 1}, step {step + 1}: "
                                   f"first non-finite values in the {self._locate(xb, yb, grads)}")
         if reduced is None:
@@ -302,8 +302,12 @@ class Trainer:
 
     def _locate(self, xb, yb, grads):
         where = None
-        if hasattr(self.model, "layers"):
-            where = first_nonfinite(self.model, xb, lambda out: (self.loss.forward(out, yb), self.loss.backward())[1])
+        if hasattr(self.model, "layers") and len(yb):
+            try:
+                where = first_nonfinite(self.model, xb,
+                                        lambda out: (self.loss.forward(out, yb), self.loss.backward())[1])
+            except ValueError:  # a layer that cannot run alone here (batch statistics of one image
+                pass            # once synchronised BatchNorm fell back to this rank's statistics)
         if where is None and grads is not None:
             where = "gradient of " + next(k for k, g in grads.items() if not np.isfinite(g).all())
         return where or "loss"

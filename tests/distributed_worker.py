@@ -115,7 +115,8 @@ def augment_shift(x, rng):
 
 def trainer_fit(args, comm):
     """Trainer.fit with MPIStrategy (synchronised BatchNorm) or alone; rank 0 saves the
-    weights. --fault: nan (one image of the data is NaN), diverge (rank 1 nudges a weight)
+    weights. --fault: nan (one image of the data is NaN; nan-sync: with synchronised
+    BatchNorm, which spreads it to every rank holding samples), diverge (rank 1 nudges a weight)
     -- each rank writes what stopped it to OUT.rank; raise (rank 1 raises in a callback),
     hang (rank 1 sleeps a minute; the others time out after 3 s), late (rank 1 sleeps a
     minute before fitting) -- the job aborts; float64 (a second fit after model.astype:
@@ -132,7 +133,7 @@ def trainer_fit(args, comm):
     if comm and args.fault != "nan":  # per-rank statistics keep a NaN on its own rank
         convert_sync_batchnorm(model, comm, timeout)
     x, y = data(43)
-    if args.fault == "nan":
+    if args.fault in ("nan", "nan-sync"):
         x[17, 0, 3, 3] = np.nan
 
     class Fault(Callback):
@@ -180,7 +181,7 @@ def main():
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--max-steps", type=int, help="trainer_fit: stop after this many updates")
     p.add_argument("--no-bn1d", action="store_true", help="a network without BatchNorm1D")
-    p.add_argument("--fault", choices=["nan", "diverge", "raise", "hang", "late", "float64"])
+    p.add_argument("--fault", choices=["nan", "nan-sync", "diverge", "raise", "hang", "late", "float64"])
     p.add_argument("--single", action="store_true", help="one process, no MPI (the reference)")
     args = p.parse_args()
     comm = None

@@ -279,9 +279,9 @@ def test_readme_mpi_snippet_runs_on_two_ranks(mnist_dir, tmp_path):
     assert len(accuracy) == 1 and float(accuracy[0]) > 80  # printed once, by rank 0
 
 
-def fault_reports(tmp_path, fault, ranks=2):
+def fault_reports(tmp_path, fault, ranks=2, *options):
     out = tmp_path / "fault"
-    run_ranks(ranks, WORKER, "trainer_fit", str(out), "--fault", fault, timeout=60)
+    run_ranks(ranks, WORKER, "trainer_fit", str(out), "--fault", fault, *options, timeout=60)
     return [(tmp_path / f"fault.{r}").read_text() for r in range(ranks)]
 
 
@@ -292,6 +292,16 @@ def test_nonfinite_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     assert "layer 0 (Conv2D)" in messages[0]
     assert messages[1].startswith("TrainingStopped: non-finite loss or gradient at epoch 1, step 1 in "
                                   "another process")
+
+
+def test_nonfinite_with_sync_batchnorm_and_an_empty_rank_stops_every_rank(tmp_path):
+    # batches of 2 on 3 ranks: the ranks with samples get a NaN loss through the shared
+    # statistics, the one without has nothing to be non-finite; all still take part in the
+    # same collectives (BatchNorm's in backward, then the gradients') and stop together
+    reports = fault_reports(tmp_path, "nan-sync", 3, "--batch", "2")
+    steps = {message.split(":")[1].split(" in ")[0].split("at ")[-1] for message in reports}
+    assert all(m.startswith("TrainingStopped: non-finite loss") for m in reports), reports
+    assert len(steps) == 1 and sum("another process" in m for m in reports) == 1, reports
 
 
 def test_diverged_ranks_are_detected_at_the_epoch_end(tmp_path):

@@ -136,11 +136,25 @@ def test_a_rank_s_share_of_one_image_is_refused_before_any_data_is_read(options,
     args = train.parse_args(options)
     spec = train.DATASETS[args.dataset]
     if refused:
-        with pytest.raises(ValueError, match=rf"on {ranks} ranks: some rank's share of a batch holds one "
+        with pytest.raises(ValueError, match=rf"on {ranks} ranks: some rank's share of a batch.* holds one "
                                              r"image, and BatchNorm1D.*--sync-batchnorm"):
             train.check_batch_of_one(args, spec, ranks)
     else:
         train.check_batch_of_one(args, spec, ranks)
+
+
+@pytest.mark.parametrize("train_size, refused", [(11, True), (12, False), (9, False), (60000, False)])
+def test_the_last_batch_of_the_real_training_set_is_checked_once_it_is_read(train_size, refused):
+    # batches of 4 on 2 ranks: 11 images end with a batch of 3, one image on a rank; 9 end
+    # with a single image, which joins the batch before it
+    args = train.parse_args(["--batch-size", "4"])
+    spec = train.DATASETS[args.dataset]
+    if refused:
+        with pytest.raises(ValueError, match=r"--batch-size 4 on 2 ranks: some rank's share of a batch \(the "
+                                             r"last batch of each epoch holds 3\) holds one image"):
+            train.check_batch_of_one(args, spec, 2, train_size=train_size)
+    else:
+        train.check_batch_of_one(args, spec, 2, train_size=train_size)
 
 
 def test_a_network_without_batch_statistics_trains_on_one_image(tmp_path):
