@@ -211,9 +211,8 @@ def check_batch_of_one(args, spec, ranks=1, train_size=None):
     step forward on one image to find out."""
     n = train_size if train_size is not None else args.limit
     batches = {min(args.batch_size, n or args.batch_size)}
-    if n and n > args.batch_size:  # the last batch (one image joins the one before)
-        rest = n % args.batch_size
-        batches.add(args.batch_size + 1 if rest == 1 else rest or args.batch_size)
+    if n:  # the last batch, as the Trainer cuts an epoch (a single image joins the one before)
+        batches.add(n - (Trainer.epoch_steps(n, args.batch_size) - 1) * args.batch_size)
     local = ranks > 1 and not args.sync_batchnorm  # each rank normalises its own share
 
     def shares(batch):

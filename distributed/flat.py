@@ -67,6 +67,14 @@ class GradientBuffer:
         self.views = [self.buffer[lo:hi].reshape(shape)
                       for lo, hi, shape in zip(bounds[:-1], bounds[1:], self.shapes)]
 
+    def fits(self, params):
+        """Whether this buffer serves ``params`` as they are now: the same names (or
+        count), shapes and dtypes (``model.astype`` gives a model new arrays)."""
+        arrays = list(params.values()) if isinstance(params, dict) else list(params)
+        names = list(params) if isinstance(params, dict) else None
+        return (names == self.names and [a.shape for a in arrays] == self.shapes
+                and np.result_type(*arrays, np.float32) == self.dtype)
+
     def _ordered(self, grads):
         if self.names is None:
             grads = list(grads)

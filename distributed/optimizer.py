@@ -64,15 +64,10 @@ class DistributedOptimizer:
 
 def broadcast_parameters(model, comm=None, root=0, timeout_s=None):
     """Copy ``root``'s parameters and buffers into every rank's model, in place; with
-    ``timeout_s``, :class:`~distributed.comm.CollectiveTimeout` when a rank does not come.
-    Every rank must pass the same ``timeout_s`` (None or a number: a blocking broadcast
-    never matches a non-blocking one)."""
+    ``timeout_s``, :class:`~distributed.comm.CollectiveTimeout` when a rank does not come."""
     mpi = require_mpi()
     comm = mpi.COMM_WORLD if comm is None else comm
     for name, array in sorted({**model.params, **model.buffers}.items()):
         if not array.flags.c_contiguous:
             raise ValueError(f"broadcast_parameters: {name!r} is not a contiguous array")
-        if timeout_s is None:
-            comm.Bcast(array, root=root)
-        else:
-            wait(comm.Ibcast(array, root=root), timeout_s, f"the broadcast of {name!r}")
+        wait(comm.Ibcast(array, root=root), timeout_s, f"the broadcast of {name!r}")

@@ -39,7 +39,7 @@ class MPIStrategy:
         self.comm = mpi.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_root = self.rank == 0
-        self._buffer, self._layout = None, None
+        self._buffer = None
         self.timeout_s = timeout_s
         self._stop = 0
         self.last = None  # the last step's Reduced result (global count, flags)
@@ -92,10 +92,8 @@ class MPIStrategy:
         BatchNorm statistics left by an earlier fit)."""
         self._stop, self.last = 0, None
         BatchNormSync.enabled = True
-        layout = [(name, p.shape, p.dtype) for name, p in model.params.items()]
-        if self._buffer is None or self._layout != layout:  # new names, shapes or dtypes (astype)
+        if self._buffer is None or not self._buffer.fits(model.params):
             self._buffer = GradientBuffer(self.comm, model.params, self.timeout_s)
-            self._layout = layout
         broadcast_parameters(model, self.comm, timeout_s=self.timeout_s)
 
     def check_in_sync(self, model):
