@@ -81,7 +81,8 @@ class SoftmaxCrossEntropy(Loss):
         e = self.label_smoothing
         half_gap = (1 - e) * (half_max - pred[np.arange(n), target].astype(np.float64) / 2)
         if e:
-            half_gap += e * (half_max - (pred.astype(np.float64) / (2 * k)).sum(axis=1))
+            # max >= mean, but near finfo.max the rounded mean can pass the maximum: clamp
+            half_gap += e * np.maximum(half_max - (pred.astype(np.float64) / (2 * k)).sum(axis=1), 0)
         half_rows = np.log(sumexp[:, 0].astype(np.float64)) / 2 + half_gap
         with np.errstate(over="ignore"):
             loss = 2 * (half_rows / n).sum()

@@ -143,6 +143,13 @@ def test_softmax_cross_entropy_is_finite_for_any_finite_logits(data, dtype, k, n
     assert grad.dtype == dtype and np.isfinite(grad).all() and np.abs(grad).max() <= 1
 
 
+def test_label_smoothing_on_equal_extreme_logits_is_log_k():
+    # the mean of three float64 maxima rounds above the maximum; the loss must not go negative
+    big = np.finfo(np.float64).max
+    value = L.SoftmaxCrossEntropy(0.1).forward(np.full((1, 3), big), np.zeros(1, np.int64))
+    assert value == pytest.approx(math.log(3))
+
+
 def test_softmax_cross_entropy_extremes_by_hand():
     for dtype in FLOATS:
         big = np.finfo(dtype).max
