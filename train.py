@@ -197,6 +197,8 @@ def check_files(args, writes=True):
             raise ValueError(f"{option}: {err.strerror or err}") from None
     for name in ("resume", "load"):
         path = getattr(args, name)
+        if path and os.path.isdir(path):
+            raise ValueError(f"{flag(name)} {path}: is a directory; expected a checkpoint or model file (.npz)")
         if path and not os.path.isfile(path):
             raise ValueError(f"{flag(name)} {path}: no such file")
 

@@ -232,6 +232,19 @@ def test_sigterm_to_a_real_process_saves_and_resumes(tiny, tmp_path):
     assert read_archive(ck)[1]["progress"]["global_step"] == step + 2
 
 
+@pytest.mark.parametrize("option", ["--resume", "--load"])
+def test_a_missing_or_directory_checkpoint_is_named_before_any_data_is_read(tmp_path, caplog, option):
+    extra = ["--eval-only"] if option == "--load" else []
+    base = ["--data-dir", str(tmp_path / "no-data"), "--no-download", "--quiet"] + extra
+    (tmp_path / "dir").mkdir()
+    for target, message in [(tmp_path / "dir", "is a directory; expected a checkpoint or model file (.npz)"),
+                            (tmp_path / "missing.npz", "no such file")]:
+        caplog.clear()
+        assert train.main(base + [option, str(target)]) == 2
+        assert f"{option} {target}: {message}" in caplog.text, caplog.text
+        assert "not found" not in caplog.text  # refused before the (missing) data was looked for
+
+
 def test_resume_refuses_another_run_and_names_the_difference(tiny, tmp_path, caplog):
     ck = tmp_path / "ck.npz"
     assert train.main(tiny + ["--save", str(ck), "--max-steps", "3"]) == 0  # mid-epoch: 3 of 8 steps
