@@ -25,11 +25,15 @@ def read_bytes(path):
             raw = f.read()
     except OSError as err:
         raise DataFileError(f"{path}: cannot read ({err.strerror})") from None
+    if not raw:
+        raise DataFileError(f"{path}: empty file (0 bytes); delete it and download it again")
     if raw[:2] == b"\x1f\x8b":
         try:
-            return gzip.decompress(raw)
+            raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
             raise DataFileError(f"{path}: corrupted gzip data ({err})") from None
+        if not raw:
+            raise DataFileError(f"{path}: gzip file that decompresses to nothing (0 bytes)")
     return raw
 
 
@@ -56,8 +60,11 @@ def parse_idx(content, path="<bytes>"):
 def read_idx(path, magic=None):
     """Read an IDX file; ``magic`` (e.g. 2051 images, 2049 labels) is checked when given."""
     content = read_bytes(path)
+    if magic is not None and len(content) < 4:
+        raise DataFileError(f"{path}: only {len(content)} bytes; an IDX file starts with a 4-byte "
+                            f"magic number (expected {magic})")
     if magic is not None and content[:4] != int(magic).to_bytes(4, "big"):
-        found = int.from_bytes(content[:4], "big") if len(content) >= 4 else None
+        found = int.from_bytes(content[:4], "big")
         raise DataFileError(f"{path}: wrong magic number {found}, expected {magic}")
     return parse_idx(content, os.fspath(path))
 

@@ -71,6 +71,21 @@ def test_bad_gzip_and_wrong_magic_and_mismatch(tmp_path):
         read_idx(images)
 
 
+@pytest.mark.parametrize("content, match", [
+    (b"", r"empty file \(0 bytes\)"),
+    (gzip.compress(b""), r"gzip file that decompresses to nothing"),
+    (gzip.compress(b"\x00\x00"), r"only 2 bytes; an IDX file starts with a 4-byte magic number \(expected 2051\)"),
+])
+def test_empty_and_short_idx_files_say_so(tmp_path, content, match):
+    d = write_mnist(tmp_path / "mnist")
+    images = os.path.join(d, "train-images-idx3-ubyte.gz")
+    with open(images, "wb") as f:
+        f.write(content)
+    with pytest.raises(DataFileError, match=match) as err:
+        data.idx.read_image_label_pair(images, os.path.join(d, "train-labels-idx1-ubyte.gz"))
+    assert images in str(err.value) and "None" not in str(err.value)
+
+
 def test_missing_files_without_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz not found"):
         data.load_mnist(tmp_path, download_missing=False)
