@@ -267,6 +267,16 @@ def test_a_dict_that_does_not_fit_a_parameter_list_says_what_to_pass(rng):
         SGD([np.zeros(2, np.float32)], lr=0.1).step([[1.0, 2.0]])
 
 
+@pytest.mark.parametrize("make", [SGD, Adam, AdamW])
+def test_passing_the_model_itself_says_to_pass_its_parameters(rng, make):
+    model = tiny_model(rng)
+    with pytest.raises(TypeError, match=rf"{make.__name__}: got the layer or model Sequential itself; "
+                                        r"pass its parameters: model.params"):
+        make(model, lr=0.1)
+    with pytest.raises(TypeError, match="got the layer or model Dense itself"):
+        make(model.layers[0], lr=0.1)
+
+
 BAD_FLOATS = [math.nan, math.inf, -math.inf]
 
 
