@@ -5,6 +5,7 @@ training and every random generator's state, in one ``.npz`` without pickle.
 (model arrays, optimizer scalars and state arrays, schedule fields, generator
 states, progress fields and their types) before it changes any of them.
 """
+import json
 import math
 import numbers
 
@@ -64,6 +65,7 @@ def load_checkpoint(path, model, optimizer, schedule, generators, progress_field
         if key in meta and meta[key] != _class_name(obj):  # older checkpoints do not say
             raise ValueError(f"{path}: the checkpoint was saved with {_short(_described(meta[key]))}, "
                              f"this run has {_described(_class_name(obj))}")
+    _check_same_model(path, meta.get("architecture"), model, arrays)
     check_model_arrays(model, arrays, path, prefix="model/")
     state = _optimizer_state(path, optimizer, fields["optimizer"], arrays)
     _check_like(path, "schedule", fields["schedule"], schedule.state_dict())
@@ -80,6 +82,48 @@ def load_checkpoint(path, model, optimizer, schedule, generators, progress_field
     for g, s in zip(generators, fields["rng"]):
         g.bit_generator.state = s
     return progress
+
+
+def _check_same_model(path, architecture, model, arrays):
+    """When the saved arrays cannot fit ``model`` (other names or shapes), say which
+    network the checkpoint holds and which one this run built, rather than list arrays."""
+    current = model_arrays(model, prefix="model/")
+    saved = {k: v for k, v in arrays.items() if k.startswith(("model/params/", "model/buffers/"))}
+    if set(saved) == set(current) and all(saved[k].shape == v.shape for k, v in current.items()):
+        return
+    spec = json.loads(json.dumps(layer_spec(model)))
+    if not isinstance(architecture, dict) or architecture == spec:
+        return  # the same network, arrays at fault: check_model_arrays names them
+
+    def values(entries):
+        return sum(int(v.size) for k, v in entries.items() if k.startswith("model/params/"))
+
+    saved_outline, outline = _outline(architecture), _outline(spec)
+    differ = ""
+    if saved_outline == outline:  # the same layers, other sizes: name the first that differs
+        name = next((k for k in current if k in saved and saved[k].shape != current[k].shape), None)
+        if name is not None:
+            differ = f"; {name} is {saved[name].shape} there, {current[name].shape} here"
+    raise ValueError(f"{path}: the checkpoint holds another network than this one: saved "
+                     f"{saved_outline} ({values(saved):,} parameter values), this run built "
+                     f"{outline} ({values(current):,} parameter values){differ}")
+
+
+def _outline(spec, limit=300):
+    """``Sequential[Conv2D, ReLU, Residual[...]]``: the layer classes of a saved
+    architecture, nested containers in brackets, cut at ``limit`` characters (the
+    spec comes from a file: anything that is not a layer entry is left out)."""
+    def walk(node):
+        if isinstance(node, list):
+            return [text for item in node for text in walk(item)]
+        if not isinstance(node, dict) or not isinstance(node.get("class"), str):
+            return []
+        config = node.get("config")
+        inner = [text for value in config.values() for text in walk(value)] if isinstance(config, dict) else []
+        return [node["class"][:40] + (f"[{', '.join(inner)}]" if inner else "")]
+
+    text = ", ".join(walk(spec)) or "an unreadable architecture"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _field(path, meta, key, kind):

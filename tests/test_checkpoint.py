@@ -152,3 +152,38 @@ def test_loading_a_checkpoint_as_a_model_says_what_to_call(tmp_path):
     plain = Trainer(Sequential(L.Dense(4, 3, rng=0)), L.SoftmaxCrossEntropy(), SGD(model.params, 0.1), rng=0)
     with pytest.raises(ValueError, match="saved with 'StepLR', this run has no schedule"):
         plain.resume(tmp_path / "ck.npz")
+
+
+def test_a_checkpoint_of_another_network_says_which_networks_differ(saved):
+    path, _, _ = saved
+    for build, message in [
+        (lambda rng: Sequential(L.Flatten(), L.Dense(3, 2, rng=rng)),
+         r"ck.npz: the checkpoint holds another network than this one: saved Sequential\[Dense, BatchNorm1D, "
+         r"ReLU, Dense, Dropout\] \(34 parameter values\), this run built Sequential\[Flatten, Dense\] "
+         r"\(8 parameter values\)$"),
+        (lambda rng: Sequential(L.Dense(3, 5, rng=rng), L.BatchNorm1D(5), L.ReLU(), L.Dense(5, 2, rng=rng),
+                                L.Dropout(0.3, rng=rng)),
+         r"saved Sequential\[Dense, BatchNorm1D, ReLU, Dense, Dropout\] \(34 parameter values\), this run built "
+         r"Sequential\[Dense, BatchNorm1D, ReLU, Dense, Dropout\] \(42 parameter values\); "
+         r"model/params/0.weight is \(4, 3\) there, \(5, 3\) here$")]:
+        model = build(np.random.default_rng(1))
+        opt = Adam(model.params, lr=0.01)
+        sched, gens = StepLR(opt, 2), [np.random.default_rng(2)] + model.generators()
+        before = state_of(model, opt, sched, gens)
+        with pytest.raises(ValueError, match=message):
+            load_checkpoint(path, model, opt, sched, gens)
+        assert_same(state_of(model, opt, sched, gens), before)
+
+
+@pytest.mark.parametrize("architecture", [
+    {"class": 5}, {"class": "Sequential", "config": [1, {"x": None}]}, [], "Sequential",
+    {"class": "Sequential", "config": {"layers": [{"class": "Dense" * 50}] * 100}}])
+def test_a_garbled_architecture_still_gives_a_one_line_error(saved, architecture):
+    path, _, _ = saved
+    mutate_meta(path, lambda m: m.update(architecture=architecture))
+    model = Sequential(L.Dense(3, 2, rng=0))
+    opt = Adam(model.params, lr=0.01)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(path, model, opt, StepLR(opt, 2), [np.random.default_rng(0)] + model.generators())
+    text = str(err.value)
+    assert text.startswith(str(path)) and "\n" not in text and len(text) < 1000, text
