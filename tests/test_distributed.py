@@ -202,8 +202,9 @@ def test_a_global_batch_smaller_than_the_ranks_equals_one_process(tmp_path):
     out = run([sys.executable, WORKER, "trainer_fit", str(one), "--single", *options])
     assert out.returncode == 0, out.stderr
     run_ranks(3, WORKER, "trainer_fit", str(tmp_path / "k.npz"), *options)
-    # 42 momentum steps on batches of two: float32 rounding grows a little beyond the usual
-    assert_same_weights(dict(np.load(one)), dict(np.load(tmp_path / "k.npz")), atol=1e-5)
+    # 42 momentum steps on batches of two: float32 rounding grows beyond the usual (up to
+    # 1.8e-5 with one BLAS); a rank weighted wrongly moves the weights by 1e-2 and more
+    assert_same_weights(dict(np.load(one)), dict(np.load(tmp_path / "k.npz")), atol=5e-5)
     reference = worker_reference(tmp_path, *options)
     run_ranks(3, WORKER, "train_steps", str(tmp_path / "loop.npz"), *options)
     assert_same_weights(reference, dict(np.load(tmp_path / "loop.npz")))
