@@ -16,7 +16,8 @@ _CONTROL = 4
 class Reduced:
     """The result of one :meth:`GradientBuffer.allreduce` (the same on every rank).
 
-    ``grads``: averaged gradients, views into the buffer (valid until the next call),
+    ``grads``: averaged gradients, views into the buffer (valid until the next call;
+    copies in the parameter's dtype where it is narrower than the buffer's, float16),
     a dict or a list as given; ``count``: the global batch size; ``nonfinite``: how many
     ranks had a non-finite loss or gradient; ``stop``: how many ranks asked to stop;
     ``signal``: the signal they were stopped by (0: none; SIGTERM when they differ).
@@ -60,6 +61,7 @@ class GradientBuffer:
         # lose integers above 2048; wider parameters keep their own precision
         self.dtype = np.result_type(*arrays, np.float32)
         self.shapes = [a.shape for a in arrays]
+        self.param_dtypes = [a.dtype for a in arrays]
         sizes = [a.size for a in arrays]
         self.size = sum(sizes)
         self.buffer = np.zeros(self.size + _CONTROL, self.dtype)
@@ -73,7 +75,7 @@ class GradientBuffer:
         arrays = list(params.values()) if isinstance(params, dict) else list(params)
         names = list(params) if isinstance(params, dict) else None
         return (names == self.names and [a.shape for a in arrays] == self.shapes
-                and np.result_type(*arrays, np.float32) == self.dtype)
+                and [a.dtype for a in arrays] == self.param_dtypes)
 
     def _ordered(self, grads):
         if self.names is None:
@@ -113,6 +115,8 @@ class GradientBuffer:
             flagged = int(not np.isfinite(buf[:self.size]).all())
         if count > 0:
             buf[:self.size] /= self.dtype.type(count)
-        out = self.views if self.names is None else dict(zip(self.names, self.views))
+        # a weighted mean lies within the gradients' range: narrower parameters get their own dtype back
+        views = [v if v.dtype == d else v.astype(d) for v, d in zip(self.views, self.param_dtypes)]
+        out = views if self.names is None else dict(zip(self.names, views))
         return Reduced(out, count, flagged, stops, signum)
 

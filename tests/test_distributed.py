@@ -225,7 +225,9 @@ def test_float16_gradients_are_averaged_without_overflow_and_counts_stay_exact()
               "buf = GradientBuffer(comm, [np.zeros(2, np.float16)])\n"
               "r = buf.allreduce([np.full(2, 1100, np.float16)], 3001)\n"  # 1100 * 3001 > 65504
               "assert r.finite and r.count == 6002, (r.nonfinite, r.count)\n"
-              "assert np.array_equal(r.grads[0], [1100, 1100]), r.grads[0]\n")
+              "assert np.array_equal(r.grads[0], [1100, 1100]), r.grads[0]\n"
+              "assert r.grads[0].dtype == np.float16, r.grads[0].dtype\n"  # as in one process
+              "assert not buf.fits([np.zeros(2, np.float32)]) and buf.fits([np.zeros(2, np.float16)])\n")
     run_ranks(2, "-c", script)
 
 
