@@ -5,13 +5,15 @@ training and every random generator's state, in one ``.npz`` without pickle.
 (model arrays, optimizer scalars and state arrays, schedule fields, generator
 states, progress fields and their types) before it changes any of them.
 """
+import itertools
 import json
 import math
 import numbers
+import re
 
 import numpy as np
 
-from .serialization import (assign_model_arrays, check_model_arrays, check_rebuilds, layer_spec, load,
+from .serialization import (MAX_DEPTH, assign_model_arrays, check_model_arrays, check_rebuilds, layer_spec, load,
                             model_arrays, read_archive, rebuild, write_archive)
 
 FORMAT = "npnet-checkpoint-1"
@@ -100,30 +102,66 @@ def _check_same_model(path, architecture, model, arrays):
 
     saved_outline, outline = _outline(architecture), _outline(spec)
     differ = ""
-    if saved_outline == outline:  # the same layers, other sizes: name the first that differs
+    if saved_outline == outline:  # the same layers as far as shown: name the first array that differs
         name = next((k for k in current if k in saved and saved[k].shape != current[k].shape), None)
+        only_saved = next((k for k in saved if k not in current), None)
+        only_here = next((k for k in current if k not in saved), None)
         if name is not None:
             differ = f"; {name} is {saved[name].shape} there, {current[name].shape} here"
+        elif only_here is not None:
+            differ = f"; {only_here} is in this network, not in the checkpoint"
+        elif only_saved is not None:
+            differ = f"; {_clean(only_saved, 80)} is in the checkpoint, not in this network"
     raise ValueError(f"{path}: the checkpoint holds another network than this one: saved "
                      f"{saved_outline} ({values(saved):,} parameter values), this run built "
                      f"{outline} ({values(current):,} parameter values){differ}")
 
 
+def _clean(text, limit):
+    """A name from a file, safe to print on one line: word characters, dots and slashes only."""
+    return re.sub(r"[^\w./]", "?", text[:limit])
+
+
+def _layer_entries(node, depth):
+    """The layer entries (dicts with a string ``class``) in ``node``, lists flattened,
+    ``MAX_DEPTH`` levels at most."""
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(node, list):
+        for item in node:
+            yield from _layer_entries(item, depth + 1)
+    elif isinstance(node, dict) and isinstance(node.get("class"), str):
+        yield node
+
+
+def _outline_pieces(entry, depth):
+    yield _clean(entry["class"], 40)
+    config = entry.get("config")
+    if not isinstance(config, dict):
+        return
+    opened = False
+    for value in config.values():
+        for child in _layer_entries(value, depth + 1):
+            yield ", " if opened else "["
+            opened = True
+            yield from _outline_pieces(child, depth + 1)
+    if opened:
+        yield "]"
+
+
 def _outline(spec, limit=300):
     """``Sequential[Conv2D, ReLU, Residual[...]]``: the layer classes of a saved
-    architecture, nested containers in brackets, cut at ``limit`` characters (the
-    spec comes from a file: anything that is not a layer entry is left out)."""
-    def walk(node):
-        if isinstance(node, list):
-            return [text for item in node for text in walk(item)]
-        if not isinstance(node, dict) or not isinstance(node.get("class"), str):
-            return []
-        config = node.get("config")
-        inner = [text for value in config.values() for text in walk(value)] if isinstance(config, dict) else []
-        return [node["class"][:40] + (f"[{', '.join(inner)}]" if inner else "")]
-
-    text = ", ".join(walk(spec)) or "an unreadable architecture"
-    return text if len(text) <= limit else text[:limit] + "..."
+    architecture, nested containers in brackets, cut at ``limit`` characters. The spec
+    comes from a file: anything that is not a layer entry is left out, names are shown
+    with word characters and dots only, and the walk stops at ``limit``."""
+    text, size = [], 0
+    for i, entry in enumerate(_layer_entries(spec, 0)):
+        for piece in itertools.chain([", "] if i else [], _outline_pieces(entry, 0)):
+            text.append(piece)
+            size += len(piece)
+            if size > limit:
+                return "".join(text)[:limit] + "..."
+    return "".join(text) or "an unreadable architecture"
 
 
 def _field(path, meta, key, kind):

@@ -175,9 +175,20 @@ def test_a_checkpoint_of_another_network_says_which_networks_differ(saved):
         assert_same(state_of(model, opt, sched, gens), before)
 
 
+def deeply_nested(levels):
+    inner = {"class": "Dense"}
+    for _ in range(levels):
+        inner = {"class": "Sequential", "config": {"layers": [inner]}}
+    return inner
+
+
 @pytest.mark.parametrize("architecture", [
     {"class": 5}, {"class": "Sequential", "config": [1, {"x": None}]}, [], "Sequential",
-    {"class": "Sequential", "config": {"layers": [{"class": "Dense" * 50}] * 100}}])
+    {"class": "Sequential", "config": {"layers": [{"class": "Dense" * 50}] * 100}},
+    {"class": "Sequential", "config": {"layers": json.loads("[" * 600 + "]" * 600)}},
+    deeply_nested(150),
+    {"class": "Conv2D\nerror: disk full \x1b[31m", "config": {}}],
+    ids=["class-int", "config-list", "list", "string", "long", "deep-lists", "deep-layers", "control-chars"])
 def test_a_garbled_architecture_still_gives_a_one_line_error(saved, architecture):
     path, _, _ = saved
     mutate_meta(path, lambda m: m.update(architecture=architecture))
@@ -186,4 +197,35 @@ def test_a_garbled_architecture_still_gives_a_one_line_error(saved, architecture
     with pytest.raises(ValueError) as err:
         load_checkpoint(path, model, opt, StepLR(opt, 2), [np.random.default_rng(0)] + model.generators())
     text = str(err.value)
-    assert text.startswith(str(path)) and "\n" not in text and len(text) < 1000, text
+    assert text.startswith(str(path)) and len(text) < 1000, text
+    assert text.isprintable(), text  # no line breaks or terminal escapes from the file
+
+
+def test_networks_that_differ_past_the_outline_name_the_first_differing_array(tmp_path):
+    def build(bias, extra):
+        layers = [L.Dense(3, 4, bias=bias, rng=0), L.ReLU()] + [L.Dense(4, 4, rng=0) for _ in range(extra)]
+        return Sequential(*layers)
+
+    path = tmp_path / "ck.npz"
+    model = build(True, 0)
+    opt = SGD(model.params, 0.1)
+    save_checkpoint(path, model, opt, StepLR(opt, 2), [], {"epoch": 0, "step_in_epoch": 0, "global_step": 0,
+                                                         "epoch_rng": None})
+    for other, message in [
+            (build(False, 0), r"saved Sequential\[Dense, ReLU\] \(16 parameter values\), this run built "
+                              r"Sequential\[Dense, ReLU\] \(12 parameter values\); model/params/0.bias is in "
+                              r"the checkpoint, not in this network$"),
+            (build(True, 1), r"Sequential\[Dense, ReLU, Dense\] \(36 parameter values\)$")]:
+        opt = SGD(other.params, 0.1)
+        with pytest.raises(ValueError, match=message):
+            load_checkpoint(path, other, opt, StepLR(opt, 2), [])
+    # outlines cut at 300 characters compare equal: the first differing array still shows
+    long = Sequential(*[L.ReLU() for _ in range(60)], L.Dense(3, 2, rng=0))
+    opt = SGD(long.params, 0.1)
+    save_checkpoint(path, long, opt, StepLR(opt, 2), [], {"epoch": 0, "step_in_epoch": 0, "global_step": 0,
+                                                        "epoch_rng": None})
+    longer = Sequential(*[L.ReLU() for _ in range(60)], L.Dense(3, 5, rng=0))
+    opt = SGD(longer.params, 0.1)
+    with pytest.raises(ValueError, match=r"ReLU, R\.\.\. \(8 parameter values\).*"
+                                         r"model/params/60.weight is \(2, 3\) there, \(5, 3\) here$"):
+        load_checkpoint(path, longer, opt, StepLR(opt, 2), [])
