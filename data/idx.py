@@ -60,9 +60,10 @@ def parse_idx(content, path="<bytes>"):
 def read_idx(path, magic=None):
     """Read an IDX file; ``magic`` (e.g. 2051 images, 2049 labels) is checked when given."""
     content = read_bytes(path)
-    if magic is not None and len(content) < 4:
-        raise DataFileError(f"{path}: only {len(content)} bytes; an IDX file starts with a 4-byte "
-                            f"magic number (expected {magic})")
+    if len(content) < 4:
+        raise DataFileError(f"{path}: {len(content)} byte{'' if len(content) == 1 else 's'} of data (after any "
+                            "gzip decompression); an IDX file starts with a 4-byte magic number"
+                            + (f" ({magic} here)" if magic is not None else ""))
     if magic is not None and content[:4] != int(magic).to_bytes(4, "big"):
         found = int.from_bytes(content[:4], "big")
         raise DataFileError(f"{path}: wrong magic number {found}, expected {magic}")

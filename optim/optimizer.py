@@ -22,7 +22,7 @@ class Optimizer:
     def __init__(self, params, lr):
         if hasattr(params, "forward") and hasattr(params, "backward"):
             raise TypeError(f"{type(self).__name__}: got the layer or model {type(params).__name__} itself; "
-                            "pass its parameters: model.params (or model.parameters())")
+                            "pass its parameters: model.params")
         if isinstance(params, dict):
             self.names, self.params = list(params), list(params.values())
             self._by_position = False
