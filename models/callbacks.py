@@ -24,6 +24,7 @@ import os
 
 from tqdm import tqdm
 
+from .archive import check_destination
 from .diagnostics import Diagnostics
 
 log = logging.getLogger("npnet.train")
@@ -119,6 +120,14 @@ class JsonLog(Callback):
     def __init__(self, path):
         self.path = path
 
+    def on_fit_start(self, trainer):
+        """Check that the log can be appended to before any training (the file is created)."""
+        if trainer.strategy.is_root:
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
+            except OSError as err:
+                raise _write_error("append to the log", self.path, err) from None
+
     def on_epoch_end(self, trainer, record):
         if not trainer.strategy.is_root:
             return
@@ -152,6 +161,11 @@ class Checkpoint(Callback):
             if str(self.path) not in message:
                 message = f"cannot write the checkpoint {self.path}: {message}"
             raise OSError(message) from None
+
+    def on_fit_start(self, trainer):
+        """Check that the checkpoint can be written before any training (nothing is left behind)."""
+        if trainer.strategy.is_root:
+            check_destination(self.path)
 
     def on_epoch_end(self, trainer, record):
         self._save(trainer)

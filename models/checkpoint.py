@@ -74,6 +74,10 @@ def load_checkpoint(path, model, optimizer, schedule, generators, progress_field
     _check_generators(path, fields["rng"], generators)
     progress = fields["progress"]
     _check_progress(path, progress, progress_fields)
+    size = progress.get("epoch_size")  # the Trainer's [samples, batch size] of the epoch in progress
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**63 for v in size)):
+        raise ValueError(f"{path}: progress field 'epoch_size' is {_short(size)}, expected [samples, batch size]")
     other = sorted(k for k in arrays if not k.startswith(("model/params/", "model/buffers/", "optim/")))
     if other:
         raise ValueError(f"{path}: unexpected entries {other}")

@@ -150,6 +150,11 @@ class Trainer:
         batch_size = check_size("Trainer.fit", "batch_size", batch_size)
         if max_steps is not None:
             max_steps = check_size("Trainer.fit", "max_steps", max_steps)
+        if augment is not None and not callable(augment):
+            raise TypeError(f"Trainer.fit: augment must be a function (xb, rng) -> xb, got {type(augment).__name__}")
+        self._check_validation(validation, x)
+        self._check_optimizer()
+        self._check_epoch_position(len(x), batch_size)
         self.epochs, self.batch_size = epochs, batch_size
         self.steps_per_epoch = self.epoch_steps(len(x), batch_size)
         # epochs end the run by the epoch count (the size of an epoch may change between
@@ -166,6 +171,49 @@ class Trainer:
                     break
         self._call("on_fit_end")
         return self.history
+
+    def _check_validation(self, validation, x):
+        if validation is None:
+            return
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("Trainer.fit: validation must be a pair (x, y) of numpy arrays, "
+                            f"got {type(validation).__name__}")
+        vx, vy = validation
+        for name, value in (("x", vx), ("y", vy)):
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"Trainer.fit: validation {name} must be a numpy array, got {type(value).__name__}")
+        if vx.ndim == 0 or vy.ndim == 0 or len(vx) != len(vy) or vx.shape[1:] != x.shape[1:]:
+            raise ValueError(f"Trainer.fit: validation x of shape {vx.shape} and y of shape {vy.shape} do not "
+                             f"match: as many targets as inputs, each input of the training shape {x.shape[1:]}")
+
+    def _check_optimizer(self):
+        """The optimizer must update this model's own arrays: one built from another
+        model, or before ``models.load`` or ``astype``, would train nothing."""
+        if self.optimizer is None:
+            raise ValueError("Trainer.fit: this Trainer has no optimizer (None serves evaluate and predict only)")
+        held = {id(p) for p in getattr(self.optimizer, "params", ())}
+        missing = [name for name, p in self.model.params.items() if id(p) not in held]
+        if missing:
+            raise ValueError(f"Trainer.fit: the optimizer does not hold the model's parameter arrays "
+                             f"{missing[:3]}{' ...' if len(missing) > 3 else ''} ({len(missing)} of "
+                             f"{len(self.model.params)}): it was built for another model, or before "
+                             "models.load or model.astype gave this one new arrays; build it from model.params")
+
+    def _check_epoch_position(self, n, batch_size):
+        """A run stopped inside an epoch continues only on the epoch it stopped in: the
+        same number of samples in batches of the same size."""
+        step = self.progress["step_in_epoch"]
+        if step == 0:
+            return
+        size = self.progress.get("epoch_size")
+        if size is not None and list(size) != [n, batch_size]:
+            raise ValueError(f"Trainer.fit: training stopped at step {step} of an epoch of {size[0]} samples in "
+                             f"batches of {size[1]}; finish that epoch with the same data and batch_size "
+                             f"(got {n} samples in batches of {batch_size})")
+        if step >= self.epoch_steps(n, batch_size):
+            raise ValueError(f"Trainer.fit: training stopped at step {step} of an epoch, but {n} samples in "
+                             f"batches of {batch_size} make {self.epoch_steps(n, batch_size)} steps; finish that "
+                             "epoch with the data and batch_size it began with")
 
     @staticmethod
     def epoch_steps(n, batch_size):
@@ -251,6 +299,7 @@ class Trainer:
         which the progress record keeps: a run resumed mid-epoch sees the same order."""
         if self.progress["step_in_epoch"] == 0:
             self.progress["epoch_rng"] = self.rng.bit_generator.state
+            self.progress["epoch_size"] = [n, self.batch_size]
             return self.rng.permutation(n)
         current = self.rng.bit_generator.state
         self.rng.bit_generator.state = self.progress["epoch_rng"]

@@ -442,3 +442,95 @@ def test_a_resume_at_an_epoch_end_with_fewer_samples_runs_every_remaining_epoch(
     resumed.fit(x[:48], y[:48], epochs=3, batch_size=16)  # 3 steps per epoch from here
     assert resumed.progress["epoch"] == 3 and resumed.progress["global_step"] == 6 + 2 * 3
     assert [r["epoch"] for r in resumed.history] == [2, 3]
+
+
+@pytest.mark.parametrize("how", ["same trainer", "resumed"])
+def test_a_mid_epoch_stop_continues_only_with_the_epoch_it_stopped_in(tmp_path, how):
+    x, y = blobs(40)
+    first = make_trainer()
+    first.fit(x, y, epochs=3, batch_size=8, max_steps=4)  # stopped at step 4 of 5
+    first.save_checkpoint(tmp_path / "ck.npz")
+    trainer = first if how == "same trainer" else make_trainer(seed=3)
+    if how == "resumed":
+        trainer.resume(tmp_path / "ck.npz")
+    before = params(trainer)
+    for xs, ys, batch in [(x, y, 20), (x, y, 16), (x[:32], y[:32], 8)]:
+        with pytest.raises(ValueError, match=r"Trainer.fit: training stopped at step 4 of an epoch of 40 samples "
+                                             r"in batches of 8; finish that epoch with the same data"):
+            trainer.fit(xs, ys, epochs=3, batch_size=batch, max_steps=50)
+        assert_same(before, params(trainer))
+    trainer.fit(x, y, epochs=3, batch_size=8)  # the same epoch: goes on, then any size
+    assert trainer.progress == {**trainer.progress, "epoch": 3, "step_in_epoch": 0, "global_step": 15}
+    trainer.fit(x[:20], y[:20], epochs=4, batch_size=4)
+    assert trainer.progress["global_step"] == 20
+
+
+def test_a_mid_epoch_checkpoint_without_the_epoch_size_still_refuses_an_epoch_it_overran(tmp_path):
+    x, y = blobs(40)
+    first = make_trainer()
+    first.fit(x, y, epochs=3, batch_size=8, max_steps=4)
+    first.progress.pop("epoch_size")  # as an older checkpoint holds it
+    first.save_checkpoint(tmp_path / "ck.npz")
+    resumed = make_trainer()
+    resumed.resume(tmp_path / "ck.npz")
+    with pytest.raises(ValueError, match=r"stopped at step 4 of an epoch, but 40 samples in batches of 20 make 2 "
+                                         r"steps"):
+        resumed.fit(x, y, epochs=3, batch_size=20)
+
+
+def test_a_checkpoint_with_a_garbled_epoch_size_is_refused(tmp_path):
+    x, y = blobs(40)
+    first = make_trainer()
+    first.fit(x, y, epochs=1, batch_size=8, max_steps=2)
+    first.progress["epoch_size"] = [40, -8]
+    first.save_checkpoint(tmp_path / "ck.npz")
+    with pytest.raises(ValueError, match=r"ck.npz: progress field 'epoch_size' is \[40, -8\], expected"):
+        make_trainer().resume(tmp_path / "ck.npz")
+
+
+def test_fit_refuses_an_optimizer_that_does_not_hold_the_model_s_arrays(tmp_path):
+    import models
+    x, y = blobs()
+    trainer = make_trainer()
+    trainer.model.save(tmp_path / "m.npz")
+    trainer.model = models.load(tmp_path / "m.npz")  # new arrays; the optimizer holds the old ones
+    with pytest.raises(ValueError, match=r"Trainer.fit: the optimizer does not hold the model's parameter arrays "
+                                         r"\['0.weight', '0.bias', '1.weight'\] \.\.\. \(6 of 6\): it was built for "
+                                         r"another model, or before models.load"):
+        trainer.fit(x, y, epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match="this Trainer has no optimizer"):
+        Trainer(trainer.model, L.SoftmaxCrossEntropy(), None).fit(x, y, epochs=1, batch_size=16)
+
+
+@pytest.mark.parametrize("validation, error, match", [
+    ("xy", TypeError, "validation must be a pair"),
+    ("triple", TypeError, "validation must be a pair"),
+    ("lists", TypeError, "validation x must be a numpy array, got list"),
+    ("short-y", ValueError, r"validation x of shape \(10, 4\) and y of shape \(9,\) do not match"),
+    ("other-shape", ValueError, r"validation x of shape \(10, 3\) .* each input of the training shape \(4,\)"),
+])
+def test_fit_checks_validation_and_augment_before_training(validation, error, match):
+    x, y = blobs()
+    vx, vy = x[:10], y[:10]
+    value = {"xy": vx, "triple": (vx, vy, vy), "lists": (vx.tolist(), vy.tolist()), "short-y": (vx, vy[:9]),
+             "other-shape": (vx[:, :3], vy)}[validation]
+    trainer = make_trainer()
+    with pytest.raises(error, match=f"Trainer.fit: {match}"):
+        trainer.fit(x, y, epochs=1, batch_size=16, validation=value)
+    with pytest.raises(TypeError, match="Trainer.fit: augment must be a function"):
+        trainer.fit(x, y, epochs=1, batch_size=16, augment=5)
+    assert trainer.progress["global_step"] == 0
+
+
+@pytest.mark.parametrize("make", [lambda d: Checkpoint(d / "missing" / "ck.npz"),
+                                  lambda d: Checkpoint(d),  # a directory
+                                  lambda d: __import__("models.callbacks").callbacks.JsonLog(d / "missing" / "log")])
+def test_checkpoint_and_log_destinations_are_checked_before_training(tmp_path, make):
+    x, y = blobs()
+    trainer = make_trainer([make(tmp_path)])
+    before = params(trainer)
+    with pytest.raises(OSError, match=str(tmp_path)):
+        trainer.fit(x, y, epochs=1, batch_size=16)
+    assert trainer.progress["global_step"] == 0
+    assert_same(before, params(trainer))
+    assert sorted(os.listdir(tmp_path)) == []  # nothing left behind
