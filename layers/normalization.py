@@ -339,6 +339,7 @@ class InstanceNorm2D(GroupNorm):
     """
 
     def __init__(self, num_features, eps=1e-5, affine=False):
+        num_features = check_size("InstanceNorm2D", "num_features", num_features)
         super().__init__(num_features, num_features, eps=eps, affine=affine)
 
     def get_config(self):

@@ -223,7 +223,7 @@ def test_conv_transpose_cost():
     (lambda: L.LayerNorm(4, eps=0), ValueError, "LayerNorm: eps"),
     (lambda: L.GroupNorm(3, 4), ValueError, "divisible by num_groups"),
     (lambda: L.GroupNorm(2, True), TypeError, "GroupNorm: num_channels"),
-    (lambda: L.InstanceNorm2D(0), ValueError, "InstanceNorm2D: num_groups"),
+    (lambda: L.InstanceNorm2D(0), ValueError, "InstanceNorm2D: num_features must be >= 1, got 0"),
     (lambda: L.ELU(float("nan")), ValueError, "ELU: alpha"),
     (lambda: L.GELU("erf"), ValueError, "approximate"),
     (lambda: L.Softplus(beta=0), ValueError, "Softplus: beta"),
