@@ -14,6 +14,9 @@ def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
     order each epoch. The last batch is smaller when ``len(x)`` is not a multiple of ``batch_size``
     unless ``drop_last``.
     """
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, np.ndarray) or value.ndim == 0:
+            raise TypeError(f"minibatches: {name} must be a numpy array with a batch axis, got {type(value).__name__}")
     if len(x) != len(y):
         raise ValueError(f"minibatches: {len(x)} inputs but {len(y)} targets")
     check_size("minibatches", "batch_size", batch_size)
@@ -28,6 +31,12 @@ def minibatches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
             yield x[idx], y[idx]
 
 
+def _check_images(name, x):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"{name}: expected a numpy array of images (N, C, H, W), got {got}")
+
+
 def random_crop(x, rng, pad):
     """Pad each image by ``pad`` zeros and cut a random HxW window from it (per image).
 
@@ -35,6 +44,9 @@ def random_crop(x, rng, pad):
 
     Shape: x (N, C, H, W) -> (N, C, H, W)
     """
+    _check_images("random_crop", x)
+    if not isinstance(pad, (int, np.integer)) or isinstance(pad, bool) or pad < 0:
+        raise ValueError(f"random_crop: pad must be an integer >= 0, got {pad!r}")
     rng = make_rng(rng)
     n, c, h, w = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
@@ -47,16 +59,19 @@ def random_crop(x, rng, pad):
 
 def random_flip(x, rng, p=0.5):
     """Mirror each image left-right with probability ``p``. Shape: (N, C, H, W) -> same."""
+    _check_images("random_flip", x)
     flip = make_rng(rng).random(len(x)) < p
     return np.where(flip[:, None, None, None], x[..., ::-1], x)
 
 
 def augment_cifar(x, rng):
     """The standard CIFAR-10 augmentation: 4-pixel padded random crop, then horizontal flip."""
+    _check_images("augment_cifar", x)
     rng = make_rng(rng)
     return random_flip(random_crop(x, rng, 4), rng)
 
 
 def augment_translate(x, rng, max_shift=2):
     """Small random translations (up to ``max_shift`` pixels each way), e.g. for MNIST."""
+    _check_images("augment_translate", x)
     return random_crop(x, rng, max_shift)

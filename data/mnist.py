@@ -47,6 +47,10 @@ def _find(directory, gz_name):
 
 def load_split(name, split, data_dir=None, download_missing=True, mirrors=None):
     """uint8 images (N, 28, 28) and int64 labels (N,) of one split, downloading if absent."""
+    if name not in DATASETS:
+        raise ValueError(f"load_mnist: unknown data set {name!r}; expected one of {sorted(DATASETS)}")
+    if split not in FILES:
+        raise ValueError(f"load_split: unknown split {split!r}; expected one of {sorted(FILES)}")
     spec = DATASETS[name]
     markers = [f for pair in FILES.values() for f in pair]
     directory = dataset_dir(name, data_dir, markers + [f[:-3] for f in markers])

@@ -37,6 +37,8 @@ def predict(model, x, batch_size=500):
     (any layer: a container's own ``predict`` is used when it has one); the previous
     mode is restored. 0 rows give ``(0, *output_shape)``."""
     batch_size = check_size("predict", "batch_size", batch_size)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"predict: x must be a numpy array, got {type(x).__name__}")
     if len(x) == 0:
         return np.empty((0, *model.output_shape(x.shape[1:])), dtype=x.dtype)
     if hasattr(model, "predict"):
@@ -58,6 +60,10 @@ def evaluate(model, loss, x, y, strategy, batch_size=500):
     combined, so every rank gets the same :class:`Evaluation`. Loss and accuracy are
     NaN for 0 rows.
     """
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, np.ndarray) or value.ndim == 0:
+            raise TypeError(f"evaluate: {name} must be a numpy array with a batch axis, got "
+                            f"{type(value).__name__}{'' if not isinstance(value, np.ndarray) else ' of shape ()'}")
     if len(x) != len(y):
         raise ValueError(f"evaluate: {len(x)} inputs but {len(y)} targets")
     idx = strategy.shard(np.arange(len(x)))

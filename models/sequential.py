@@ -87,6 +87,8 @@ class Sequential(Container):
         return shape
 
     def forward(self, x):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Sequential: expected a numpy array of shape (N, ...), got {type(x).__name__}")
         if self.input_shape is not None and x.shape[1:] != self.input_shape:
             self._refuse_input(x)
         if not self._dtype_warned and getattr(x, "dtype", np.dtype(np.float32)).itemsize > 4:
@@ -142,6 +144,8 @@ class Sequential(Container):
         """Eval-mode forward in batches under ``no_grad`` (caching nothing); restores the
         previous mode. ``x`` with 0 rows gives ``(0, *output_shape)``."""
         batch_size = check_size("Sequential.predict", "batch_size", batch_size)
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Sequential.predict: expected a numpy array of shape (N, ...), got {type(x).__name__}")
         was_training = self.training
         self.eval()
         try:

@@ -365,13 +365,14 @@ class Trainer:
     def predict(self, x, batch_size=None):
         """The model's eval-mode outputs for ``x``, keeping nothing for backward;
         ``(0, *output_shape)`` for 0 rows (:func:`models.evaluation.predict`)."""
-        return predict(self.model, x, batch_size or self.eval_batch_size)
+        return predict(self.model, x, self.eval_batch_size if batch_size is None else batch_size)
 
     def evaluate(self, x, y, batch_size=None):
         """Mean ``eval_loss``, accuracy and confusion counts over ``(x, y)`` in eval mode,
         as an :class:`~models.evaluation.Evaluation`; each rank evaluates its shard of
         the rows. Loss and accuracy are NaN for 0 rows."""
-        return evaluate(self.model, self.eval_loss, x, y, self.strategy, batch_size or self.eval_batch_size)
+        return evaluate(self.model, self.eval_loss, x, y, self.strategy,
+                        self.eval_batch_size if batch_size is None else batch_size)
 
     # -- plumbing -----------------------------------------------------------
     def _call(self, hook, *args):

@@ -198,3 +198,17 @@ def test_an_integer_seed_repeats_the_order():
     x, y = np.zeros((9, 2), np.float32), np.arange(9)
     orders = [[int(v) for _, yb in minibatches(x, y, 4, rng=3) for v in yb] for _ in range(2)]
     assert orders[0] == orders[1] and orders[0] != list(range(9))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: data.minibatches([[1.0]] * 4, np.zeros(4), 2), "minibatches: x must be a numpy array"),
+    (lambda: data.augment_translate(np.zeros((4, 28, 28), np.float32), 0),
+     r"augment_translate: expected a numpy array of images \(N, C, H, W\), got shape \(4, 28, 28\)"),
+    (lambda: data.augment_cifar(np.zeros((4, 3, 8)), 0), r"augment_cifar: expected .* got shape \(4, 3, 8\)"),
+    (lambda: data.random_crop(np.zeros((2, 1, 4, 4)), 0, -1), "random_crop: pad must be an integer >= 0"),
+    (lambda: data.load_mnist("/nowhere", name="kmnist"), "load_mnist: unknown data set 'kmnist'"),
+])
+def test_batching_augmentation_and_loader_arguments_are_checked(call, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        out = call()
+        next(iter(out)) if hasattr(out, "__next__") else None

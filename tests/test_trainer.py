@@ -534,3 +534,19 @@ def test_checkpoint_and_log_destinations_are_checked_before_training(tmp_path, m
     assert trainer.progress["global_step"] == 0
     assert_same(before, params(trainer))
     assert sorted(os.listdir(tmp_path)) == []  # nothing left behind
+
+
+def test_predict_and_evaluate_refuse_lists_and_a_zero_batch_size():
+    x, y = blobs()
+    trainer = make_trainer()
+    with pytest.raises(TypeError, match="predict: x must be a numpy array, got list"):
+        trainer.predict(x.tolist())
+    with pytest.raises(TypeError, match="evaluate: x must be a numpy array with a batch axis, got list"):
+        trainer.evaluate(x.tolist(), y.tolist())
+    with pytest.raises(TypeError, match="Sequential: expected a numpy array of shape"):
+        trainer.model.forward(x.tolist())
+    with pytest.raises(TypeError, match="Sequential.predict: expected a numpy array"):
+        trainer.model.predict([])
+    for call in (lambda: trainer.predict(x, batch_size=0), lambda: trainer.evaluate(x, y, batch_size=0)):
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            call()
