@@ -133,6 +133,8 @@ def check_numbers(p, args):
         p.error("--lr must be positive")
     if not (math.isfinite(args.mpi_timeout) and args.mpi_timeout > 0):
         p.error(f"--mpi-timeout must be a positive number of seconds, got {args.mpi_timeout}")
+    if args.momentum is not None and args.momentum >= 1:
+        p.error(f"--momentum must be below 1 (the momentum buffer must decay), got {args.momentum}")
     if args.label_smoothing >= 1:
         p.error(f"--label-smoothing must be below 1, got {args.label_smoothing}")
     if args.seed < 0:
@@ -329,11 +331,16 @@ def fit_input(model, x, source):
 
 
 def evaluate_only(args, spec, strategy):
+    model = load_model(args.load)
     x, y = spec.load_test(args.data_dir, download_missing=not args.no_download)
     if args.test_limit:
         x, y = x[:args.test_limit], y[:args.test_limit]
-    model = load_model(args.load)
-    result = Trainer(model, SoftmaxCrossEntropy(), None, strategy=strategy).evaluate(fit_input(model, x, args.load), y)
+    x = fit_input(model, x, args.load)
+    scores = tuple(model.output_shape(x.shape[1:]))
+    if scores != (spec.num_classes,):
+        raise ValueError(f"{args.load}: the model gives outputs of shape {scores} per image; {args.dataset} "
+                         f"needs {spec.num_classes} class scores, shape ({spec.num_classes},)")
+    result = Trainer(model, SoftmaxCrossEntropy(), None, strategy=strategy).evaluate(x, y)
     log.info("test loss %.4f  test accuracy %.2f%%", result.loss, 100 * result.accuracy)
     log.info("%s", report(result, spec.classes))
     return result.accuracy

@@ -17,6 +17,7 @@ import pytest
 import layers as L
 import train
 from fixtures import write_mnist
+from models import Sequential
 from models.serialization import read_archive, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +67,8 @@ def refused(capsys, args):
     (["--mpi-timeout", "-1"], "--mpi-timeout must be a positive number of seconds"),
     (["--mpi-timeout", "inf"], "--mpi-timeout must be a positive number of seconds"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs --momentum > 0"),
+    (["--momentum", "1"], "--momentum must be below 1 (the momentum buffer must decay), got 1.0"),
+    (["--momentum", "1.5"], "--momentum must be below 1"),
     (["--load", "m.npz"], "--load is read only with --eval-only"),
     (["--eval-only", "--load", "m.npz", "--save", "s.npz"], "--save: training options, not used with --eval-only"),
     (["--eval-only", "--load", "m.npz", "--resume", "r.npz"], "--resume: training options"),
@@ -281,6 +284,13 @@ def test_eval_only_needs_only_the_test_files_and_takes_a_single_dense_model(tiny
     save_model(L.Dense(100, 10, rng=0), dense)
     assert train.main(evaluate + [str(dense)]) == 2
     assert f"{dense}: the model reads inputs of shape (100,), the data set's images are (1, 28, 28)" in caplog.text
+    for model, scores in [(L.Dense(784, 12, rng=0), "(12,)"), (L.Dense(784, 5, rng=0), "(5,)"),
+                          (Sequential(L.Conv2D(1, 10, 28, rng=0)), "(10, 1, 1)")]:
+        save_model(model, dense)
+        caplog.clear()
+        assert train.main(evaluate + [str(dense)]) == 2
+        assert (f"{dense}: the model gives outputs of shape {scores} per image; mnist needs 10 class scores, "
+                f"shape (10,)") in caplog.text, caplog.text
 
 
 def test_last_batch_of_one_image_does_not_stop_a_batchnorm_network(tmp_path):
