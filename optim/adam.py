@@ -23,6 +23,11 @@ class Adam(Optimizer):
         hyper = self._checked_hyperparameters(
             {"beta1": betas[0], "beta2": betas[1], "eps": eps, "weight_decay": weight_decay})
         super().__init__(params, lr)
+        for p in self.params:
+            if hyper["eps"] > 0 and p.dtype.type(hyper["eps"]) == 0:
+                raise ValueError(f"{name}: eps={hyper['eps']:g} is 0 in {p.dtype}, so a parameter whose gradient "
+                                 f"is 0 would be updated by 0/0; give eps >= {float(np.finfo(p.dtype).tiny):g} "
+                                 "(1e-4 is usual for float16) or keep the parameters float32")
         self._set_hyperparameters(hyper)
 
     def hyperparameters(self):

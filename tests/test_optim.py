@@ -277,6 +277,18 @@ def test_passing_the_model_itself_says_to_pass_its_parameters(rng, make):
         make(model.layers[0], lr=0.1)
 
 
+@pytest.mark.parametrize("make", [Adam, AdamW])
+def test_adam_refuses_an_eps_that_is_zero_in_the_parameters_dtype(make):
+    half = [np.zeros((2, 3), np.float16)]
+    with pytest.raises(ValueError, match=rf"{make.__name__}: eps=1e-08 is 0 in float16, so a parameter whose "
+                                         r"gradient is 0 would be updated by 0/0; give eps >= 6.10352e-05"):
+        make(half)
+    opt = make(half, eps=1e-4)  # a representable eps: a zero gradient leaves the parameter finite
+    opt.step([np.zeros((2, 3), np.float16)])
+    assert np.isfinite(half[0]).all()
+    make([np.zeros(3, np.float32)])  # float32 keeps the default
+
+
 BAD_FLOATS = [math.nan, math.inf, -math.inf]
 
 
