@@ -6,6 +6,7 @@ followed by 3,072 pixel bytes (1,024 red, 1,024 green, 1,024 blue, row-major 32x
 """
 import os
 import tarfile
+import zlib
 
 import numpy as np
 
@@ -46,13 +47,18 @@ def _read_members(directory, names):
             path = os.path.join(folder, name)
             if not os.path.exists(path):
                 raise DataFileError(f"{path}: missing CIFAR-10 batch file")
-            with open(path, "rb") as f:
-                out.append((f.read(), path))
+            if not os.path.isfile(path):
+                raise DataFileError(f"{path}: not a regular file; expected a CIFAR-10 batch file")
+            try:
+                with open(path, "rb") as f:
+                    out.append((f.read(), path))
+            except OSError as err:
+                raise DataFileError(f"{path}: cannot read ({err.strerror or err})") from None
         return out
     archive = os.path.join(directory, ARCHIVE)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            out = []
+            out, missing = [], None
             for name in names:
                 member = f"{FOLDER}/{name}"
                 try:
@@ -60,11 +66,18 @@ def _read_members(directory, names):
                 except KeyError:
                     f = None
                 if f is None:
-                    raise DataFileError(f"{archive}: has no regular file {member}")
+                    missing = member
+                    break
                 out.append((f.read(), f"{archive}:{member}"))
-            return out
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise DataFileError(f"{archive}: corrupted archive ({err})") from None
+            # gzip checks its CRC and length only at the end of the stream: read on to it, so
+            # that damaged data (which may also end the member list early) is never taken
+            while tar.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise DataFileError(f"{archive}: corrupted archive ({err}); delete it and download it again") from None
+    if missing is not None:
+        raise DataFileError(f"{archive}: has no regular file {missing}")
+    return out
 
 
 def _directory(data_dir, download_missing, mirrors):
@@ -78,7 +91,14 @@ def _directory(data_dir, download_missing, mirrors):
 
 
 def _read_split(directory, names):
-    parts = [parse_batch(content, source) for content, source in _read_members(directory, names)]
+    members = _read_members(directory, names)
+    parts = [parse_batch(content, source) for content, source in members]
+    counts = [len(labels) for _, labels in parts]
+    if len(set(counts)) > 1:  # the official batches hold 10,000 records each
+        usual = max(set(counts), key=counts.count)
+        odd = next(i for i, c in enumerate(counts) if c != usual)
+        raise DataFileError(f"{members[odd][1]}: {counts[odd]} records where the other batches hold {usual} "
+                            "(10,000 each in the official files); truncated or from another set?")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

@@ -128,6 +128,45 @@ def test_cifar_corrupted(tmp_path):
         data.load_cifar10(tmp_path, download_missing=False)
 
 
+def test_cifar_archive_with_any_flipped_byte_is_refused_or_loads_the_same_data(tmp_path):
+    path = write_cifar_archive(tmp_path / "cifar10", per_batch=10)
+    original = open(path, "rb").read()
+    good = cifar.load_cifar10_raw(tmp_path, download_missing=False)
+    outcomes = set()
+    for pos in range(10, len(original), len(original) // 60):  # past the gzip header's name-free fields
+        damaged = bytearray(original)
+        damaged[pos] ^= 0x10
+        open(path, "wb").write(damaged)
+        try:
+            got = cifar.load_cifar10_raw(tmp_path, download_missing=False)
+        except DataFileError as err:
+            assert str(err).startswith(f"{path}: corrupted archive"), err
+            outcomes.add("refused")
+            continue
+        for (a, b), (c, d) in zip(got, good):  # a byte the data do not depend on
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, d)
+    assert outcomes == {"refused"}
+
+
+def test_cifar_folder_with_a_short_or_odd_batch_is_refused(tmp_path):
+    archive = write_cifar_archive(tmp_path / "cifar10", per_batch=20)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "cifar10", filter="data")
+    os.remove(archive)
+    folder = tmp_path / "cifar10" / "cifar-10-batches-bin"
+    batch = folder / "data_batch_3.bin"
+    content = batch.read_bytes()
+    batch.write_bytes(content[:cifar.RECORD * 19])  # cut on a record boundary
+    with pytest.raises(DataFileError, match=rf"{batch}: 19 records where the other batches hold 20 "
+                                            r"\(10,000 each in the official files\)"):
+        data.load_cifar10(tmp_path, download_missing=False)
+    batch.unlink()
+    batch.mkdir()
+    with pytest.raises(DataFileError, match=rf"{batch}: not a regular file; expected a CIFAR-10 batch file"):
+        data.load_cifar10(tmp_path, download_missing=False)
+
+
 def test_minibatches_cover_everything_once(rng):
     x = np.arange(10)[:, None].astype(np.float32)
     y = np.arange(10)
