@@ -154,9 +154,11 @@ class Layer:
         next step instead of silently updating an array the model no longer uses.
         Build optimizers after ``astype``.
         """
+        if dtype is None:  # np.dtype(None) is float64: say so rather than convert
+            raise TypeError(f"{type(self).__name__}.astype: expected a floating dtype, got None")
         dtype = np.dtype(dtype)
-        if not np.issubdtype(dtype, np.floating):
-            raise TypeError(f"{type(self).__name__}.astype: expected a floating dtype, got {dtype}")
+        if dtype not in (np.float16, np.float32, np.float64):
+            raise TypeError(f"{type(self).__name__}.astype: expected float16, float32 or float64, got {dtype}")
         # a container's params/buffers are gathered from its children: converted there
         for store in (vars(self).get("params", {}), vars(self).get("buffers", {})):
             for name, value in store.items():

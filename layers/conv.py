@@ -107,7 +107,7 @@ class Conv2D(Layer):
         fan_in = self.in_channels // self.groups * kh * kw
         fan_out = self.out_channels // self.groups * kh * kw
         self.params["weight"] = initialize(
-            (self.out_channels, self.in_channels // self.groups, kh, kw), fan_in, fan_out, init, make_rng(rng))
+            (self.out_channels, self.in_channels // self.groups, kh, kw), fan_in, fan_out, init, make_rng(rng, "Conv2D"))
         if self.use_bias:
             self.params["bias"] = zeros(self.out_channels)
         self._pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1)

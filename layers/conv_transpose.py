@@ -68,7 +68,7 @@ class ConvTranspose2D(Layer):
         fan_in = self.in_channels // self.groups * kh * kw
         fan_out = self.out_channels // self.groups * kh * kw
         self.params["weight"] = initialize((self.in_channels, self.out_channels // self.groups, kh, kw),
-                                           fan_in, fan_out, init, make_rng(rng))
+                                           fan_in, fan_out, init, make_rng(rng, "ConvTranspose2D"))
         if self.use_bias:
             self.params["bias"] = np.zeros(self.out_channels, dtype=np.float32)
 

@@ -73,8 +73,13 @@ def initialize(shape, fan_in, fan_out, scheme, rng, dtype=np.float32):
     return w.astype(dtype, copy=False)
 
 
-def make_rng(rng):
-    """Accept a Generator, an integer seed or None (fresh entropy)."""
+def make_rng(rng, owner=None, name="rng"):
+    """Accept a Generator, an integer seed or None (fresh entropy); errors name ``owner``."""
     if isinstance(rng, np.random.Generator):
         return rng
-    return np.random.default_rng(rng)
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{owner + ': ' if owner else ''}{name} must be a numpy Generator, a seed (an integer "
+                         f">= 0) or None, got {rng!r} "
+                         f"({err})") from None

@@ -23,7 +23,7 @@ class Dense(Layer):
         self.in_features = check_size("Dense", "in_features", in_features)
         self.out_features = check_size("Dense", "out_features", out_features)
         self.use_bias, self.init = bool(bias), init
-        rng = make_rng(rng)
+        rng = make_rng(rng, "Dense")
         self.params["weight"] = initialize((self.out_features, self.in_features),
                                            self.in_features, self.out_features, init, rng)
         if self.use_bias:

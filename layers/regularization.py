@@ -24,7 +24,7 @@ class Dropout(Layer):
     def __init__(self, p=0.5, rng=None):
         super().__init__()
         self.p = check_float("Dropout", "p", p, 0.0, 1.0, high_open=True)
-        self.rng = make_rng(rng)
+        self.rng = make_rng(rng, type(self).__name__)
 
     def get_config(self):
         return {"p": self.p}
@@ -62,7 +62,7 @@ class Dropout2D(Layer):
     def __init__(self, p=0.5, rng=None):
         super().__init__()
         self.p = check_float("Dropout2D", "p", p, low=0.0, high=1.0, high_open=True)
-        self.rng = make_rng(rng)
+        self.rng = make_rng(rng, type(self).__name__)
 
     def get_config(self):
         return {"p": self.p}

@@ -102,7 +102,7 @@ def check_destination(path):
     (``OSError`` naming ``path``) before any work is done. A symlink is followed:
     the check is made where its target is. Also removes stale temporary files there.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, bytes or path-like -> str
     directory = os.path.dirname(os.path.abspath(_destination(path)))
     remove_stale(directory, TEMP_PREFIX, TEMP_SUFFIX)
     try:
@@ -119,7 +119,7 @@ def write_archive(path, arrays, meta):
     ``path`` must be a regular file or not exist; a symlink is kept and its target
     replaced (atomically, in the target's directory).
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, bytes or path-like -> str
     target = _destination(path)
     payload = {name: np.asarray(value) for name, value in arrays.items()}
     for name, value in payload.items():
@@ -154,7 +154,7 @@ def read_archive(path, max_bytes=MAX_BYTES):
     raises ``ValueError`` naming the file, and nothing larger than the checks
     above allow is ever allocated.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, bytes or path-like -> str
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot read {path}: it is a directory")
     problem = _not_regular(path, "read")  # a named pipe would block, a device never end

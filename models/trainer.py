@@ -14,6 +14,7 @@ import threading
 import time
 import numpy as np
 
+from layers.base import Layer
 from layers.init import make_rng
 from layers.validation import check_size
 
@@ -76,11 +77,16 @@ class Trainer:
 
     def __init__(self, model, loss, optimizer, schedule=None, rng=None, augment_rng=None, callbacks=(),
                  strategy=None, eval_loss=None, eval_batch_size=500):
+        for name, value in (("loss", loss), ("eval_loss", eval_loss)):
+            if isinstance(value, Layer) or (value is not None and not (
+                    callable(getattr(value, "forward", None)) and callable(getattr(value, "backward", None)))):
+                raise TypeError(f"Trainer: {name} must be a loss (forward(pred, target), backward(), e.g. "
+                                f"layers.SoftmaxCrossEntropy), got {type(value).__name__}")
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.schedule = _NoSchedule() if schedule is None else schedule
-        self.rng = make_rng(rng)
-        self.augment_rng = self.rng if augment_rng is None else make_rng(augment_rng)
-        self.callbacks = list(callbacks)
+        self.rng = make_rng(rng, "Trainer")
+        self.augment_rng = self.rng if augment_rng is None else make_rng(augment_rng, "Trainer", "augment_rng")
+        self.callbacks = [] if callbacks is None else list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"Trainer: callback {cb!r} is not a models.callbacks.Callback")

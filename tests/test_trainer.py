@@ -550,3 +550,35 @@ def test_predict_and_evaluate_refuse_lists_and_a_zero_batch_size():
     for call in (lambda: trainer.predict(x, batch_size=0), lambda: trainer.evaluate(x, y, batch_size=0)):
         with pytest.raises(ValueError, match="batch_size must be >= 1"):
             call()
+
+
+def test_trainer_arguments_are_checked_with_the_trainer_named(tmp_path):
+    model = Sequential(L.Dense(4, 3, rng=0))
+    opt = SGD(model.params, 0.1)
+    with pytest.raises(ValueError, match=r"Trainer: rng must be a numpy Generator, a seed \(an integer >= 0\) or "
+                                         r"None, got -1"):
+        Trainer(model, L.SoftmaxCrossEntropy(), opt, rng=-1)
+    with pytest.raises(ValueError, match="Trainer: augment_rng must be"):
+        Trainer(model, L.SoftmaxCrossEntropy(), opt, augment_rng="seed")
+    with pytest.raises(TypeError, match="Trainer: loss must be a loss .* got ReLU"):
+        Trainer(model, L.ReLU(), opt)
+    with pytest.raises(TypeError, match="Trainer: eval_loss must be a loss .* got int"):
+        Trainer(model, L.SoftmaxCrossEntropy(), opt, eval_loss=3)
+    trainer = Trainer(model, L.SoftmaxCrossEntropy(), opt, callbacks=None, rng=0)  # None: no callbacks
+    x, y = blobs()
+    trainer.fit(x, y, epochs=1, batch_size=32)
+    assert trainer.progress["epoch"] == 1
+
+
+def test_astype_takes_only_the_three_float_dtypes_and_save_takes_a_bytes_path(tmp_path):
+    import models
+    model = Sequential(L.Dense(4, 3, rng=0))
+    cases = [(None, "got None"), (np.int32, "got int32")]
+    if np.dtype(np.longdouble).itemsize > 8:  # where long double is wider than float64
+        cases.append((np.longdouble, f"got {np.dtype(np.longdouble)}"))
+    for dtype, got in cases:
+        with pytest.raises(TypeError, match=f"Sequential.astype: expected .*{got}"):
+            model.astype(dtype)
+    assert model.params["0.weight"].dtype == np.float32
+    model.save(os.fsencode(tmp_path / "m.npz"))
+    assert_same(dict(models.load(os.fsencode(tmp_path / "m.npz")).params), dict(model.params))
