@@ -157,8 +157,9 @@ class Layer:
         if dtype is None:  # np.dtype(None) is float64: say so rather than convert
             raise TypeError(f"{type(self).__name__}.astype: expected a floating dtype, got None")
         dtype = np.dtype(dtype)
-        if dtype not in (np.float16, np.float32, np.float64):
+        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
             raise TypeError(f"{type(self).__name__}.astype: expected float16, float32 or float64, got {dtype}")
+        dtype = dtype.newbyteorder("=")  # '>f4' is float32 in this machine's byte order
         # a container's params/buffers are gathered from its children: converted there
         for store in (vars(self).get("params", {}), vars(self).get("buffers", {})):
             for name, value in store.items():

@@ -79,7 +79,6 @@ def make_rng(rng, owner=None, name="rng"):
         return rng
     try:
         return np.random.default_rng(rng)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{owner + ': ' if owner else ''}{name} must be a numpy Generator, a seed (an integer "
-                         f">= 0) or None, got {rng!r} "
-                         f"({err})") from None
+    except (TypeError, ValueError) as err:  # the same class as numpy's, with the owner named
+        raise type(err)(f"{owner + ': ' if owner else ''}{name} must be a numpy Generator, a seed (an integer "
+                        f">= 0) or None, got {rng!r} ({err})") from None

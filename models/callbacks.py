@@ -118,6 +118,8 @@ class JsonLog(Callback):
     disk) is undone, so the file holds only whole lines, and raises OSError naming it."""
 
     def __init__(self, path):
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"JsonLog: path must be a file name, got {type(path).__name__}")
         self.path = path
 
     def on_fit_start(self, trainer):
@@ -151,6 +153,8 @@ class Checkpoint(Callback):
     when the write fails (OSError naming the file, e.g. on a full disk)."""
 
     def __init__(self, path, info=None, on_interrupt=True):
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"Checkpoint: path must be a file name, got {type(path).__name__}")
         self.path, self.info, self.save_on_interrupt = path, info, on_interrupt
 
     def _save(self, trainer):

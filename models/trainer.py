@@ -78,10 +78,12 @@ class Trainer:
     def __init__(self, model, loss, optimizer, schedule=None, rng=None, augment_rng=None, callbacks=(),
                  strategy=None, eval_loss=None, eval_batch_size=500):
         for name, value in (("loss", loss), ("eval_loss", eval_loss)):
-            if isinstance(value, Layer) or (value is not None and not (
+            if isinstance(value, (Layer, type)) or (value is not None and not (
                     callable(getattr(value, "forward", None)) and callable(getattr(value, "backward", None)))):
+                got = f"the class {value.__name__} (pass an instance)" if isinstance(value, type) \
+                    else type(value).__name__
                 raise TypeError(f"Trainer: {name} must be a loss (forward(pred, target), backward(), e.g. "
-                                f"layers.SoftmaxCrossEntropy), got {type(value).__name__}")
+                                f"layers.SoftmaxCrossEntropy()), got {got}")
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.schedule = _NoSchedule() if schedule is None else schedule
         self.rng = make_rng(rng, "Trainer")
@@ -158,7 +160,7 @@ class Trainer:
             max_steps = check_size("Trainer.fit", "max_steps", max_steps)
         if augment is not None and not callable(augment):
             raise TypeError(f"Trainer.fit: augment must be a function (xb, rng) -> xb, got {type(augment).__name__}")
-        self._check_validation(validation, x)
+        self._check_validation(validation, x, y)
         self._check_optimizer()
         self._check_epoch_position(len(x), batch_size)
         self.epochs, self.batch_size = epochs, batch_size
@@ -178,7 +180,7 @@ class Trainer:
         self._call("on_fit_end")
         return self.history
 
-    def _check_validation(self, validation, x):
+    def _check_validation(self, validation, x, y):
         if validation is None:
             return
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
@@ -188,16 +190,29 @@ class Trainer:
         for name, value in (("x", vx), ("y", vy)):
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"Trainer.fit: validation {name} must be a numpy array, got {type(value).__name__}")
-        if vx.ndim == 0 or vy.ndim == 0 or len(vx) != len(vy) or vx.shape[1:] != x.shape[1:]:
+        if vx.ndim != x.ndim or vy.ndim == 0 or len(vx) != len(vy):
             raise ValueError(f"Trainer.fit: validation x of shape {vx.shape} and y of shape {vy.shape} do not "
-                             f"match: as many targets as inputs, each input of the training shape {x.shape[1:]}")
+                             f"match: as many targets as inputs, inputs of rank {x.ndim} as in training")
+        try:  # another image size may suit a fully convolutional model: ask the model
+            self.model.output_shape(vx.shape[1:])
+        except ValueError as err:
+            raise ValueError(f"Trainer.fit: validation inputs of shape {vx.shape} do not fit the model: {err}") from None
+        if vy.shape[1:] != y.shape[1:] or is_labels(vy) != is_labels(y):
+            raise ValueError(f"Trainer.fit: validation targets ({vy.dtype} {vy.shape}) are not of the training "
+                             f"targets' kind ({y.dtype} {y.shape}): class labels for labels, the same trailing "
+                             "shape for vectors")
 
     def _check_optimizer(self):
         """The optimizer must update this model's own arrays: one built from another
         model, or before ``models.load`` or ``astype``, would train nothing."""
         if self.optimizer is None:
             raise ValueError("Trainer.fit: this Trainer has no optimizer (None serves evaluate and predict only)")
-        held = {id(p) for p in getattr(self.optimizer, "params", ())}
+        if self.loss is None:
+            raise ValueError("Trainer.fit: this Trainer has no loss")
+        inner = getattr(self.optimizer, "wrapped_optimizer", self.optimizer)
+        if not hasattr(inner, "params"):
+            return  # a wrapper of its own kind: it answers for what it updates
+        held = {id(p) for p in inner.params}
         missing = [name for name, p in self.model.params.items() if id(p) not in held]
         if missing:
             raise ValueError(f"Trainer.fit: the optimizer does not hold the model's parameter arrays "
@@ -216,7 +231,7 @@ class Trainer:
             raise ValueError(f"Trainer.fit: training stopped at step {step} of an epoch of {size[0]} samples in "
                              f"batches of {size[1]}; finish that epoch with the same data and batch_size "
                              f"(got {n} samples in batches of {batch_size})")
-        if step >= self.epoch_steps(n, batch_size):
+        if step > self.epoch_steps(n, batch_size):  # equal: stopped after the last step, before the epoch's end
             raise ValueError(f"Trainer.fit: training stopped at step {step} of an epoch, but {n} samples in "
                              f"batches of {batch_size} make {self.epoch_steps(n, batch_size)} steps; finish that "
                              "epoch with the data and batch_size it began with")

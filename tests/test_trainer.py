@@ -507,13 +507,18 @@ def test_fit_refuses_an_optimizer_that_does_not_hold_the_model_s_arrays(tmp_path
     ("triple", TypeError, "validation must be a pair"),
     ("lists", TypeError, "validation x must be a numpy array, got list"),
     ("short-y", ValueError, r"validation x of shape \(10, 4\) and y of shape \(9,\) do not match"),
-    ("other-shape", ValueError, r"validation x of shape \(10, 3\) .* each input of the training shape \(4,\)"),
+    ("other-shape", ValueError, r"validation inputs of shape \(10, 3\) do not fit the model: .*Dense: expected "
+                                r"per-sample input shape \(4,\), got \(3,\)"),
+    ("other-rank", ValueError, r"validation x of shape \(10, 1, 4\) and y of shape \(10,\) do not match"),
+    ("one-hot", ValueError, r"validation targets \(float32 \(10, 3\)\) are not of the training targets' kind "
+                            r"\(int64 \(96,\)\)"),
 ])
 def test_fit_checks_validation_and_augment_before_training(validation, error, match):
     x, y = blobs()
     vx, vy = x[:10], y[:10]
     value = {"xy": vx, "triple": (vx, vy, vy), "lists": (vx.tolist(), vy.tolist()), "short-y": (vx, vy[:9]),
-             "other-shape": (vx[:, :3], vy)}[validation]
+             "other-shape": (vx[:, :3], vy), "other-rank": (vx[:, None], vy),
+             "one-hot": (vx, np.eye(3, dtype=np.float32)[vy])}[validation]
     trainer = make_trainer()
     with pytest.raises(error, match=f"Trainer.fit: {match}"):
         trainer.fit(x, y, epochs=1, batch_size=16, validation=value)
@@ -558,10 +563,14 @@ def test_trainer_arguments_are_checked_with_the_trainer_named(tmp_path):
     with pytest.raises(ValueError, match=r"Trainer: rng must be a numpy Generator, a seed \(an integer >= 0\) or "
                                          r"None, got -1"):
         Trainer(model, L.SoftmaxCrossEntropy(), opt, rng=-1)
-    with pytest.raises(ValueError, match="Trainer: augment_rng must be"):
+    with pytest.raises(TypeError, match="Trainer: augment_rng must be"):
         Trainer(model, L.SoftmaxCrossEntropy(), opt, augment_rng="seed")
     with pytest.raises(TypeError, match="Trainer: loss must be a loss .* got ReLU"):
         Trainer(model, L.ReLU(), opt)
+    with pytest.raises(TypeError, match=r"got the class SoftmaxCrossEntropy \(pass an instance\)"):
+        Trainer(model, L.SoftmaxCrossEntropy, opt)
+    with pytest.raises(ValueError, match="Trainer.fit: this Trainer has no loss"):
+        Trainer(model, None, opt).fit(*blobs(), epochs=1, batch_size=32)
     with pytest.raises(TypeError, match="Trainer: eval_loss must be a loss .* got int"):
         Trainer(model, L.SoftmaxCrossEntropy(), opt, eval_loss=3)
     trainer = Trainer(model, L.SoftmaxCrossEntropy(), opt, callbacks=None, rng=0)  # None: no callbacks
@@ -580,5 +589,52 @@ def test_astype_takes_only_the_three_float_dtypes_and_save_takes_a_bytes_path(tm
         with pytest.raises(TypeError, match=f"Sequential.astype: expected .*{got}"):
             model.astype(dtype)
     assert model.params["0.weight"].dtype == np.float32
+    model.astype(np.dtype(">f8"))  # big-endian float64: float64 in this machine's order
+    assert model.params["0.weight"].dtype == np.float64 and model.params["0.weight"].dtype.isnative
+    model.astype(np.float32)
+    with pytest.raises(TypeError, match="Checkpoint: path must be a file name, got NoneType"):
+        Checkpoint(None)
     model.save(os.fsencode(tmp_path / "m.npz"))
     assert_same(dict(models.load(os.fsencode(tmp_path / "m.npz")).params), dict(model.params))
+
+
+def test_a_run_stopped_between_the_last_step_and_the_epoch_end_continues():
+    class FailingOnce(L.SoftmaxCrossEntropy):  # the evaluation at the epoch's end fails the first time
+        failed = False
+
+        def forward(self, pred, target):
+            if not FailingOnce.failed:
+                FailingOnce.failed = True
+                raise RuntimeError("evaluation failed")
+            return super().forward(pred, target)
+
+    x, y = blobs()
+    trainer = make_trainer()
+    trainer.eval_loss = FailingOnce()
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        trainer.fit(x, y, epochs=2, batch_size=16, validation=(x[:10], y[:10]))
+    assert trainer.progress["step_in_epoch"] == 6 and trainer.progress["epoch"] == 0  # 6 of 6 steps taken
+    trainer.fit(x, y, epochs=2, batch_size=16, validation=(x[:10], y[:10]))
+    assert trainer.progress["epoch"] == 2 and trainer.progress["global_step"] == 12
+
+
+def test_fully_convolutional_validation_at_another_size_and_wrapped_optimizers_are_accepted():
+    rng = np.random.default_rng(0)
+    model = Sequential(L.Conv2D(3, 4, 3, rng=rng), L.GlobalAvgPool2D(), L.Dense(4, 3, rng=rng))
+
+    class Clipping:  # an optimizer wrapper of the user's own, without .params
+        def __init__(self, inner):
+            self.wrapped_optimizer, self.lr = inner, inner.lr
+
+        def step(self, grads):
+            self.wrapped_optimizer.step({k: np.clip(g, -1, 1) for k, g in grads.items()})
+
+        def state_dict(self):
+            return self.wrapped_optimizer.state_dict()
+
+    trainer = Trainer(model, L.SoftmaxCrossEntropy(), Clipping(SGD(model.params, 0.1)), rng=0)
+    x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    vx = rng.standard_normal((8, 3, 16, 16)).astype(np.float32)
+    trainer.fit(x, y, epochs=1, batch_size=8, validation=(vx, y[:8]))
+    assert np.isfinite(trainer.history[-1]["test_loss"])
