@@ -23,12 +23,15 @@ class Adam(Optimizer):
         hyper = self._checked_hyperparameters(
             {"beta1": betas[0], "beta2": betas[1], "eps": eps, "weight_decay": weight_decay})
         super().__init__(params, lr)
-        for p in self.params:
-            if hyper["eps"] > 0 and p.dtype.type(hyper["eps"]) == 0:
-                raise ValueError(f"{name}: eps={hyper['eps']:g} is 0 in {p.dtype}, so a parameter whose gradient "
-                                 f"is 0 would be updated by 0/0; give eps >= {float(np.finfo(p.dtype).tiny):g} "
-                                 "(1e-4 is usual for float16) or keep the parameters float32")
+        self._check_eps(hyper["eps"])
         self._set_hyperparameters(hyper)
+
+    def _check_eps(self, eps):
+        for p in self.params:
+            if eps > 0 and p.dtype.type(eps) == 0:
+                raise ValueError(f"{type(self).__name__}: eps={eps:g} is 0 in {p.dtype}, so a parameter whose "
+                                 "gradient is 0 would be updated by 0/0; give an eps that dtype can hold "
+                                 "(1e-4 is usual for float16) or keep the parameters float32")
 
     def hyperparameters(self):
         """``betas`` is saved as ``beta1`` and ``beta2``."""
@@ -39,6 +42,8 @@ class Adam(Optimizer):
         name = type(self).__name__
         out = {key: check_float(name, key, values[key], 0.0, 1.0, high_open=True) for key in ("beta1", "beta2")}
         out.update({key: check_float(name, key, values[key], 0.0) for key in ("eps", "weight_decay")})
+        if hasattr(self, "params"):  # load_state_dict: the saved eps must suit these parameters too
+            self._check_eps(out["eps"])
         return out
 
     def _set_hyperparameters(self, values):

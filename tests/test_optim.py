@@ -281,12 +281,16 @@ def test_passing_the_model_itself_says_to_pass_its_parameters(rng, make):
 def test_adam_refuses_an_eps_that_is_zero_in_the_parameters_dtype(make):
     half = [np.zeros((2, 3), np.float16)]
     with pytest.raises(ValueError, match=rf"{make.__name__}: eps=1e-08 is 0 in float16, so a parameter whose "
-                                         r"gradient is 0 would be updated by 0/0; give eps >= 6.10352e-05"):
+                                         r"gradient is 0 would be updated by 0/0; give an eps that dtype can hold"):
         make(half)
     opt = make(half, eps=1e-4)  # a representable eps: a zero gradient leaves the parameter finite
     opt.step([np.zeros((2, 3), np.float16)])
     assert np.isfinite(half[0]).all()
     make([np.zeros(3, np.float32)])  # float32 keeps the default
+    state = make([np.zeros((2, 3), np.float32)]).state_dict()  # eps 1e-8, saved from float32
+    with pytest.raises(ValueError, match="eps=1e-08 is 0 in float16"):
+        opt.load_state_dict(state)
+    assert opt.eps == 1e-4
 
 
 BAD_FLOATS = [math.nan, math.inf, -math.inf]
