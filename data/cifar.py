@@ -56,6 +56,8 @@ def _read_members(directory, names):
                 raise DataFileError(f"{path}: cannot read ({err.strerror or err})") from None
         return out
     archive = os.path.join(directory, ARCHIVE)
+    if not os.path.isfile(archive):
+        raise DataFileError(f"{archive}: not a regular file; expected the CIFAR-10 archive")
     try:
         with tarfile.open(archive, "r:gz") as tar:
             out, missing = [], None
@@ -94,11 +96,11 @@ def _read_split(directory, names):
     members = _read_members(directory, names)
     parts = [parse_batch(content, source) for content, source in members]
     counts = [len(labels) for _, labels in parts]
-    if len(set(counts)) > 1:  # the official batches hold 10,000 records each
-        usual = max(set(counts), key=counts.count)
-        odd = next(i for i, c in enumerate(counts) if c != usual)
-        raise DataFileError(f"{members[odd][1]}: {counts[odd]} records where the other batches hold {usual} "
-                            "(10,000 each in the official files); truncated or from another set?")
+    odd = next((i for i, c in enumerate(counts) if c != counts[0]), None)
+    if odd is not None:  # the official batches hold 10,000 records each
+        raise DataFileError(f"{members[odd][1]}: {counts[odd]} records, {members[0][1]} has {counts[0]}: the "
+                            "batches of a CIFAR-10 set are of one size (10,000 records in the official files); "
+                            "truncated, or from another set?")
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

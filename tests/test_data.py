@@ -1,6 +1,7 @@
 """Readers on files written in the exact official formats, corrupted ones included."""
 import gzip
 import os
+import shutil
 import tarfile
 
 import numpy as np
@@ -158,12 +159,17 @@ def test_cifar_folder_with_a_short_or_odd_batch_is_refused(tmp_path):
     batch = folder / "data_batch_3.bin"
     content = batch.read_bytes()
     batch.write_bytes(content[:cifar.RECORD * 19])  # cut on a record boundary
-    with pytest.raises(DataFileError, match=rf"{batch}: 19 records where the other batches hold 20 "
-                                            r"\(10,000 each in the official files\)"):
+    with pytest.raises(DataFileError, match=rf"{batch}: 19 records, {folder / 'data_batch_1.bin'} has 20: the "
+                                            r"batches of a CIFAR-10 set are of one size"):
         data.load_cifar10(tmp_path, download_missing=False)
     batch.unlink()
     batch.mkdir()
     with pytest.raises(DataFileError, match=rf"{batch}: not a regular file; expected a CIFAR-10 batch file"):
+        data.load_cifar10(tmp_path, download_missing=False)
+    shutil.rmtree(folder)
+    archive_dir = tmp_path / "cifar10" / "cifar-10-binary.tar.gz"
+    archive_dir.mkdir()
+    with pytest.raises(DataFileError, match=rf"{archive_dir}: not a regular file; expected the CIFAR-10 archive"):
         data.load_cifar10(tmp_path, download_missing=False)
 
 
