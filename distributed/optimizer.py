@@ -46,8 +46,14 @@ class DistributedOptimizer:
         return self.optimizer
 
     def step(self, grads, local_count=1):
-        if grads is not None and not isinstance(grads, dict):
-            grads = dict(zip(self.optimizer.names, grads))
+        names = self.optimizer.names
+        if grads is not None and (not isinstance(grads, dict) or (
+                set(grads) != set(names) and getattr(self.optimizer, "_by_position", False))):
+            # a list, or (an optimizer built from a list) the dict model.backward returns: by position
+            grads = list(grads.values()) if isinstance(grads, dict) else list(grads)
+            if len(grads) != len(names):
+                raise ValueError(f"DistributedOptimizer.step: got {len(grads)} gradients for {len(names)} parameters")
+            grads = dict(zip(names, grads))
         reduced = self.buffer.allreduce(grads, local_count)
         if not reduced.finite:
             raise NonFiniteGradient(f"non-finite loss or gradient on {reduced.nonfinite} of "

@@ -231,6 +231,30 @@ def test_float16_gradients_are_averaged_without_overflow_and_counts_stay_exact()
     run_ranks(2, "-c", script)
 
 
+def test_a_distributed_optimizer_built_from_a_parameter_list_takes_the_backward_dict():
+    # as the plain optimizer does: the dict model.backward returns, matched by position
+    script = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
+              "import numpy as np\n"
+              "from distributed import DistributedOptimizer, world\n"
+              "from layers import Dense, ReLU\n"
+              "from models import Sequential\n"
+              "from optim import Adam\n"
+              "comm = world()\n"
+              "model = Sequential(Dense(3, 4, rng=0), ReLU(), Dense(4, 2, rng=1))\n"
+              "opt = DistributedOptimizer(Adam(model.parameters(), lr=0.1), comm)\n"
+              "x = np.full((2, 3), 1.0 + comm.Get_rank(), np.float32)\n"
+              "_, grads = model.backward(model.forward(x))\n"
+              "reduced = opt.step(grads, local_count=2)\n"
+              "assert reduced.count == 4 and sorted(reduced.grads) == ['0', '1', '2', '3'], reduced\n"
+              "try:\n"
+              "    opt.step(dict(list(grads.items())[:3]), local_count=2)\n"
+              "except ValueError as err:\n"
+              "    assert 'got 3 gradients for 4 parameters' in str(err), err\n"
+              "else:\n"
+              "    raise AssertionError('three gradients for four parameters were taken')\n")
+    run_ranks(2, "-c", script)
+
+
 def test_a_checkpoint_of_a_wrapped_optimizer_loads_into_the_plain_one_and_back(tmp_path):
     path = tmp_path / "ck.npz"
     script = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
