@@ -28,6 +28,8 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, help="batch size (default: bench_models.py's)")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
     keep_freed_memory()
     builder, batch, shape = NETWORKS[args.net]
     batch = args.batch or batch
@@ -38,8 +40,10 @@ def main():
     model.input_grad = False
     loss, opt = SoftmaxCrossEntropy(), SGD(model.params, lr=0.01, momentum=0.9)
     n = len(model.layers)
-    fwd, bwd, upd = np.zeros((args.steps, n)), np.zeros((args.steps, n)), np.zeros(args.steps)
-    for step in range(-3, args.steps):  # three warm-up steps
+    warmup = 3
+    rows = warmup + args.steps  # the warm-up rows are left out of the medians
+    fwd, bwd, upd = np.zeros((rows, n)), np.zeros((rows, n)), np.zeros(rows)
+    for step in range(rows):
         h = x
         for i, layer in enumerate(model.layers):
             t = time.perf_counter()
@@ -55,6 +59,7 @@ def main():
         t = time.perf_counter()
         opt.step(grads)
         upd[step] = time.perf_counter() - t
+    fwd, bwd, upd = fwd[warmup:], bwd[warmup:], upd[warmup:]
     f, b = np.median(fwd, axis=0) * 1e3, np.median(bwd, axis=0) * 1e3
     total = f.sum() + b.sum() + np.median(upd) * 1e3
     print(f"{args.net}, batch {batch}: {total:.1f} ms per step (sum of medians)")

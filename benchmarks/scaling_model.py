@@ -12,7 +12,7 @@ one ring allreduce, which does not overlap the computation here:
 
 ``t_compute`` is measured here: the median single-thread training step of each network
 on ``--batch`` samples (one core per rank), or given with ``--compute-ms NET=MS``.
-The gradient bytes are the networks' float32 parameter sizes (+3 control values).
+The gradient bytes are the networks' float32 parameter sizes (+4 control values).
 
     mpiexec -n 2 python benchmarks/scaling_model.py --measure
 
@@ -46,7 +46,7 @@ def allreduce_s(nbytes, ranks, bandwidth, latency):
 def gradient_bytes(name):
     from models import zoo
     model = zoo.build(name, NETWORKS[name], rng=0)
-    return 4 * (sum(p.size for p in model.params.values()) + 3)
+    return 4 * (sum(p.size for p in model.params.values()) + 4)
 
 
 def compute_ms(name, batch, repeat):
@@ -78,7 +78,7 @@ def measure(names, repeat):
         print(f"{'network':<15}{'grad MB':>8}{'allreduce ms':>13}")
     for name in names:
         nbytes = gradient_bytes(name)
-        grads = [np.ones(nbytes // 4 - 3, np.float32)]
+        grads = [np.ones(nbytes // 4 - 4, np.float32)]
         buffer = GradientBuffer(strategy.comm, grads)
         strategy.comm.Barrier()
         ms = median_ms(lambda: buffer.allreduce(grads, 1), 3, repeat)
