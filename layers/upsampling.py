@@ -18,7 +18,13 @@ def _pair(value, name, check):
 
 def _nearest_index(in_size, out_size, scale_factor):
     """Source index of each output position: ``floor(dst * scale)``, with PyTorch's float32
-    scale (``1 / scale_factor`` when given, else ``in / out``), clamped to the input."""
+    scale (``1 / scale_factor`` when given, else ``in / out``), clamped to the input. As in
+    PyTorch, an axis whose size is kept is copied and one whose size doubles takes
+    ``dst // 2``, whatever the (fractional) factor that gave those sizes."""
+    if out_size == in_size:
+        return np.arange(out_size)
+    if out_size == 2 * in_size:
+        return np.arange(out_size) // 2
     scale = np.float32(1.0 / scale_factor) if scale_factor else np.float32(in_size) / np.float32(out_size)
     src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
     return np.minimum(src, in_size - 1)
@@ -28,6 +34,8 @@ def _bilinear_matrix(in_size, out_size, scale_factor, align_corners):
     """(out_size, in_size) matrix of linear-interpolation weights along one axis (two
     non-zeros per row; PyTorch's source-index rule for either ``align_corners``)."""
     dst = np.arange(out_size, dtype=np.float64)
+    if out_size == in_size:  # a kept size is copied, as PyTorch does, whatever the factor
+        return np.eye(out_size)
     if align_corners:
         src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
     else:

@@ -441,3 +441,21 @@ def test_losses_on_an_empty_batch(make, pred, target):
     loss = make(reduction="sum")
     assert loss.forward(pred, target) == 0.0
     assert loss.backward().shape == pred.shape
+
+
+@pytest.mark.parametrize("mode, align_corners, size, factor, expected", [
+    # PyTorch copies an axis whose size is kept, and halves the index of one that doubles,
+    # whatever fractional factor gave those sizes (values read off torch.nn.Upsample)
+    ("nearest", None, 5, 1.1, [0, 1, 2, 3, 4]),
+    ("nearest", None, 3, 2.2, [0, 0, 1, 1, 2, 2]),
+    ("bilinear", False, 5, 1.1, [0, 1, 2, 3, 4]),
+    ("nearest", None, 4, 1.6, [0, 0, 1, 1, 2, 3]),  # neither: floor(dst / 1.6)
+])
+def test_upsample_with_a_fractional_factor_follows_pytorch_s_index_rules(mode, align_corners, size, factor, expected):
+    x = np.arange(float(size)).reshape(1, 1, size, 1)
+    layer = L.Upsample2D(scale_factor=(factor, 1.0), mode=mode, align_corners=align_corners)
+    out = layer.forward(x)
+    np.testing.assert_allclose(out[0, 0, :, 0], expected, atol=1e-12)
+    dx, _ = layer.backward(np.ones_like(out))
+    np.testing.assert_allclose(dx[0, 0, :, 0], np.bincount(np.asarray(expected, int), minlength=size) if mode ==
+                               "nearest" else np.ones(size), atol=1e-12)
