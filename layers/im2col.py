@@ -19,14 +19,13 @@ def output_size(size, kernel, stride, pad_before, pad_after, dilation=1, ceil_mo
     the leading padding). Zero when the window does not fit.
     """
     room = size + pad_before + pad_after - dilation * (kernel - 1) - 1
-    if room < 0:
-        return 0
     if not ceil_mode:
-        return room // stride + 1
-    out = -(-room // stride) + 1
-    if (out - 1) * stride >= size + pad_before:
+        return room // stride + 1 if room >= 0 else 0
+    # ceil mode: a window may run past the end (by less than a stride) when it starts inside
+    out = (room + stride - 1) // stride + 1
+    if out > 0 and (out - 1) * stride >= size + pad_before:
         out -= 1
-    return out
+    return max(out, 0)
 
 
 def empty_chwn(n, c, h, w, dtype, fill=None):

@@ -159,3 +159,17 @@ def test_errors(cls):
     with pytest.raises(ValueError, match="larger than the padded input"):
         cls(5).forward(np.zeros((1, 1, 3, 3), np.float32))
     assert math.prod(cls(2).output_shape((3, 8, 8))) == 3 * 16
+
+
+def test_ceil_mode_takes_a_kernel_longer_than_the_input_when_the_window_starts_inside():
+    # PyTorch's rule: in ceil mode the last window may run past the end by less than a
+    # stride, so a (3, 1) kernel (stride 3) on 2 rows gives one partial window
+    x = np.arange(22.0).reshape(1, 1, 2, 11)
+    out = MaxPool2D((3, 1), ceil_mode=True).forward(x)
+    np.testing.assert_array_equal(out, x[:, :, 1:2])
+    avg = AvgPool2D((3, 1), ceil_mode=True)
+    np.testing.assert_allclose(avg.forward(x), x.mean(axis=2, keepdims=True))  # over the 2 rows it covers
+    dx, _ = avg.backward(np.ones((1, 1, 1, 11)))
+    np.testing.assert_allclose(dx, np.full(x.shape, 0.5))
+    with pytest.raises(ValueError, match="kernel \\(3, 1\\) is larger than the padded input"):
+        MaxPool2D((3, 1), stride=1, ceil_mode=True).forward(x)  # no window starts inside: refused, as in PyTorch
