@@ -58,7 +58,9 @@ class Upsample2D(Layer):
     ``"nearest"``); ``mode="bilinear"`` interpolates between the two nearest source pixels
     along each axis. With ``align_corners=True`` the corner pixels of input and output are
     aligned, ``src = dst * (in - 1) / (out - 1)``; with ``False`` (the default, as in
-    PyTorch) the pixel areas are, ``src = max((dst + 0.5) / scale_factor - 0.5, 0)``.
+    PyTorch) the pixel areas are, ``src = max((dst + 0.5) / scale_factor - 0.5, 0)``. As in
+    PyTorch, an axis whose size a fractional factor keeps is copied, and in nearest mode one
+    whose size it doubles takes ``dst // 2``.
 
     Both modes are linear maps applied separably: ``out = A_h @ x @ A_w^T`` and
     ``dx = A_h^T @ dout @ A_w`` with (Ho, H) and (Wo, W) interpolation matrices. Nearest with
