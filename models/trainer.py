@@ -161,7 +161,7 @@ class Trainer:
         if augment is not None and not callable(augment):
             raise TypeError(f"Trainer.fit: augment must be a function (xb, rng) -> xb, got {type(augment).__name__}")
         self._check_validation(validation, x, y)
-        self._check_optimizer()
+        self._check_loss_and_optimizer()
         self._check_epoch_position(len(x), batch_size)
         self.epochs, self.batch_size = epochs, batch_size
         self.steps_per_epoch = self.epoch_steps(len(x), batch_size)
@@ -202,9 +202,9 @@ class Trainer:
                              f"targets' kind ({y.dtype} {y.shape}): class labels for labels, the same trailing "
                              "shape for vectors")
 
-    def _check_optimizer(self):
-        """The optimizer must update this model's own arrays: one built from another
-        model, or before ``models.load`` or ``astype``, would train nothing."""
+    def _check_loss_and_optimizer(self):
+        """Both must be there, and the optimizer must update this model's own arrays: one
+        built from another model, or before ``models.load`` or ``astype``, would train nothing."""
         if self.optimizer is None:
             raise ValueError("Trainer.fit: this Trainer has no optimizer (None serves evaluate and predict only)")
         if self.loss is None:
